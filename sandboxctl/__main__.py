@@ -1,0 +1,3 @@
+from sandboxctl.cli import main
+
+main()

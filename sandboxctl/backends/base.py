@@ -1,0 +1,153 @@
+"""The backend contract: a Protocol, the value objects it trades in, and its errors.
+
+Backends know nothing of the registry: they take and return these plain frozen
+values, and translate SDK types and exceptions inside the adapter so that
+neither ever reaches a service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
+
+from sandboxctl.errors import BackendUnavailable, SandboxctlError
+
+
+class BackendError(SandboxctlError):
+    """The backend refused or failed an operation for a reason retrying won't fix."""
+
+
+class NotFound(BackendError):
+    """The backend resource does not exist (deleting it again is success)."""
+
+
+class Transient(BackendError):
+    """A failure worth retrying with backoff: 429, 5xx, a dropped connection."""
+
+
+class Unavailable(BackendUnavailable):
+    """The backend cannot be reached or rejects our credentials (exit 4)."""
+
+
+class BackendState(StrEnum):
+    """What the backend says of a resource, normalised across backends."""
+
+    CREATING = "creating"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DELETING = "deleting"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    """Everything a backend needs to create one sandbox.
+
+    `labels` already holds sandboxctl's own `sandboxctl.*` labels. `env` values
+    are secrets: pass them to the backend, never log or store them.
+    `ttl_seconds` lets a managed service expire the sandbox on its own even when
+    no cleanup ever runs (None: never).
+    """
+
+    sandbox_id: str
+    name: str
+    image: str | None
+    labels: Mapping[str, str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    ttl_seconds: int | None = None
+    idle_timeout_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class BackendSandbox:
+    """A backend resource as the backend sees it."""
+
+    backend_id: str
+    state: BackendState
+    labels: Mapping[str, str]
+    created_at: datetime | None = None
+    name: str | None = None
+
+
+OutputSink = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """One command to run in a sandbox.
+
+    Output is streamed live as it arrives: `on_stdout` / `on_stderr` receive raw
+    chunks, kept apart. `stdin`, when given, is forwarded until EOF and then closed.
+    On `timeout_seconds` the backend kills the process and returns `timed_out=True`.
+    """
+
+    command: tuple[str, ...]
+    on_stdout: OutputSink
+    on_stderr: OutputSink
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    stdin: BinaryIO | None = None
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a deletion freed; `freed_bytes` is None where the backend can't tell."""
+
+    freed_bytes: int | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every backend implements. One file per backend plus one line in `backends.FACTORIES`."""
+
+    name: ClassVar[str]
+
+    def create(self, spec: CreateSpec) -> BackendSandbox:
+        """Create and start the sandbox, labelled with `spec.labels`; return once it runs commands.
+
+        On failure remove whatever was half-created, then raise.
+        """
+        ...
+
+    def inspect(self, backend_id: str) -> BackendSandbox:
+        """Return the live state. Raise `NotFound` when the resource is gone."""
+        ...
+
+    def list_owned(self, selector: Mapping[str, str] | None = None) -> list[BackendSandbox]:
+        """Every resource carrying a `sandboxctl.id` label (and all `selector` labels), any state."""
+        ...
+
+    def exec(self, backend_id: str, request: ExecRequest) -> ExecResult:
+        """Run a command, streaming output to the request's sinks. Raise `NotFound` if gone."""
+        ...
+
+    def delete(self, backend_id: str) -> DeleteResult:
+        """Remove the resource at once (no grace period). Raise `NotFound` when already gone,
+        `Transient` when a retry may succeed."""
+        ...
+
+    def workspace_path(self, backend_id: str) -> str:
+        """The absolute path inside the sandbox where agent-run puts the repository."""
+        ...
+
+    def upload_archive(self, backend_id: str, dest_dir: str, tar_bytes: bytes) -> None:
+        """Extract an uncompressed tar archive into `dest_dir` (created if missing) in the sandbox."""
+        ...
+
+    def download_archive(self, backend_id: str, path: str) -> bytes:
+        """Return an uncompressed tar of `path` in the sandbox; its members are named
+        relative to `path`'s parent (as `docker cp` / `get_archive` do)."""
+        ...

@@ -1,0 +1,206 @@
+"""The `local` backend: a private working directory and plain subprocesses.
+
+NO ISOLATION: commands run as you, on this machine, with your network and your
+files. It exists for machines without Docker and for fast tests, not for
+untrusted code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from sandboxctl.backends.base import (
+    BackendError,
+    BackendSandbox,
+    BackendState,
+    CreateSpec,
+    DeleteResult,
+    ExecRequest,
+    ExecResult,
+    NotFound,
+)
+from sandboxctl.labels import LABEL_ID, matches
+
+_META = "sandbox.json"
+_ENV = "env.json"
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).lstat().st_size
+    return total
+
+
+class LocalBackend:
+    name: ClassVar[str] = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, backend_id: str) -> Path:
+        path = self.root / backend_id
+        if not (path / _META).is_file():
+            raise NotFound(f"local sandbox {backend_id}: not found")
+        return path
+
+    def _read(self, path: Path) -> BackendSandbox:
+        meta = json.loads((path / _META).read_text())
+        return BackendSandbox(
+            backend_id=path.name,
+            state=BackendState.RUNNING,
+            labels=meta["labels"],
+            created_at=datetime.fromisoformat(meta["created_at"]),
+            name=meta.get("name"),
+        )
+
+    def create(self, spec: CreateSpec) -> BackendSandbox:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.root / spec.sandbox_id
+        try:
+            (path / "workspace").mkdir(parents=True, mode=0o700)
+            # The sandbox's own environment lives in the sandbox, like a container's; 0600.
+            env_file = os.open(path / _ENV, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            with os.fdopen(env_file, "w") as handle:
+                json.dump(dict(spec.env), handle)
+            meta = {"labels": dict(spec.labels), "name": spec.name, "created_at": datetime.now(UTC).isoformat()}
+            (path / _META).write_text(json.dumps(meta))
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return self._read(path)
+
+    def inspect(self, backend_id: str) -> BackendSandbox:
+        return self._read(self._dir(backend_id))
+
+    def list_owned(self, selector: Mapping[str, str] | None = None) -> list[BackendSandbox]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for path in sorted(self.root.iterdir()):
+            try:
+                sandbox = self._read(path)
+            except (OSError, ValueError, KeyError):
+                continue
+            if LABEL_ID in sandbox.labels and matches(dict(sandbox.labels), dict(selector or {})):
+                found.append(sandbox)
+        return found
+
+    def delete(self, backend_id: str) -> DeleteResult:
+        path = self._dir(backend_id)
+        size = _dir_size(path)
+        # Rename first so a half-finished removal is never mistaken for a live sandbox.
+        doomed = path.with_name(f".deleting-{backend_id}")
+        os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return DeleteResult(freed_bytes=size)
+
+    def workspace_path(self, backend_id: str) -> str:
+        return str(self.root / backend_id / "workspace")
+
+    def upload_archive(self, backend_id: str, dest_dir: str, tar_bytes: bytes) -> None:
+        self._dir(backend_id)
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
+            archive.extractall(dest, filter="data")
+
+    def download_archive(self, backend_id: str, path: str) -> bytes:
+        self._dir(backend_id)
+        source = Path(path)
+        if not source.exists():
+            raise NotFound(f"{path}: no such file in sandbox {backend_id}")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            archive.add(source, arcname=source.name)
+        return buffer.getvalue()
+
+    def exec(self, backend_id: str, request: ExecRequest) -> ExecResult:
+        path = self._dir(backend_id)
+        workspace = path / "workspace"
+        cwd = workspace / request.workdir if request.workdir else workspace
+        env = {**os.environ, **json.loads((path / _ENV).read_text()), **request.env}
+        env["SANDBOXCTL_WORKSPACE"] = str(workspace)
+        try:
+            process = subprocess.Popen(
+                list(request.command),
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.PIPE if request.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # one process group: a timeout kills the whole tree
+            )
+        except FileNotFoundError as exc:
+            target = exc.filename if exc.filename != str(cwd) else None
+            if target is None and not cwd.is_dir():
+                raise BackendError(f"working directory {request.workdir} does not exist") from None
+            request.on_stderr(f"sandboxctl: {request.command[0]}: command not found\n".encode())
+            return ExecResult(exit_code=127)
+        except PermissionError:
+            request.on_stderr(f"sandboxctl: {request.command[0]}: permission denied\n".encode())
+            return ExecResult(exit_code=126)
+        assert process.stdout is not None and process.stderr is not None
+        pumps = [
+            threading.Thread(target=_pump, args=(process.stdout, request.on_stdout), daemon=True),
+            threading.Thread(target=_pump, args=(process.stderr, request.on_stderr), daemon=True),
+        ]
+        if request.stdin is not None and process.stdin is not None:
+            pumps.append(threading.Thread(target=_feed, args=(request.stdin, process.stdin), daemon=True))
+        for pump in pumps:
+            pump.start()
+        try:
+            process.wait(timeout=request.timeout_seconds)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            return ExecResult(exit_code=124, timed_out=True)
+        except BaseException:
+            _kill_group(process)
+            raise
+        finally:
+            for pump in pumps[:2]:
+                pump.join(timeout=5)
+        code = process.returncode
+        return ExecResult(exit_code=code if code >= 0 else 128 - code)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _pump(stream: IO[bytes], sink: Any) -> None:
+    reader = getattr(stream, "read1", stream.read)
+    while chunk := reader(65536):
+        sink(chunk)
+
+
+def _feed(source: Any, target: IO[bytes]) -> None:
+    try:
+        fileno = source.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fileno = None
+    try:
+        while chunk := (os.read(fileno, 65536) if fileno is not None else source.read(65536)):
+            target.write(chunk)
+            target.flush()
+    except (BrokenPipeError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            target.close()

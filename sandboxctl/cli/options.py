@@ -1,0 +1,19 @@
+"""Option types shared by several commands, so every command spells them the same way."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+LabelOption = Annotated[
+    list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="Label selector/label; repeatable.")
+]
+EnvOption = Annotated[
+    list[str] | None,
+    typer.Option("--env", "-e", metavar="K=V", help="Environment variable; repeatable. Values are never stored."),
+]
+BackendOption = Annotated[
+    str | None, typer.Option("--backend", "-b", help="docker, daytona or local (default: config `backend`).")
+]

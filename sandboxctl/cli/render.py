@@ -1,0 +1,90 @@
+"""The only module that prints data. Data goes to stdout, messages to stderr.
+
+With `--json` a command calls `emit_json` and returns before any rich code runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sandboxctl.durations import format_duration, parse_timestamp, utcnow
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def emit_line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def message(text: str) -> None:
+    """A human message (progress, warnings): stderr, so stdout stays parseable."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def warn(text: str) -> None:
+    message(f"warning: {text}")
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
+    """A rich table on a terminal; plain aligned columns otherwise (fast, and greppable in cron mail)."""
+    if _stdout_is_terminal():
+        from rich.console import Console
+        from rich.table import Table
+
+        rich_table = Table(title=title, show_edge=False, header_style="bold")
+        for column in columns:
+            rich_table.add_column(column, overflow="fold")
+        for row in rows:
+            rich_table.add_row(*row)
+        Console(highlight=False).print(rich_table)
+        return
+    widths = [len(c) for c in columns]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def relative(iso: str | None, now: datetime | None = None, *, future: bool = False) -> str:
+    """`3m ago` / `in 23h` for tables; `-` when absent."""
+    if not iso:
+        return "never" if future else "-"
+    moment = parse_timestamp(iso)
+    delta = moment - (now or utcnow())
+    if future:
+        return f"in {format_duration(delta)}" if delta.total_seconds() > 0 else f"{format_duration(-delta)} ago"
+    return f"{format_duration(-delta)} ago"
+
+
+SANDBOX_COLUMNS = ("ID", "NAME", "BACKEND", "STATUS", "POLICY", "IMAGE", "CREATED", "EXPIRES")
+
+
+def sandbox_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
+    now = utcnow()
+    return [
+        [
+            r["id"],
+            r["name"],
+            r["backend"],
+            r["status"],
+            r["policy"],
+            r.get("image") or "-",
+            relative(r["created_at"], now),
+            relative(r["expires_at"], now, future=True),
+        ]
+        for r in records
+    ]

@@ -1,0 +1,250 @@
+"""Where state lives, and settings resolved as: flag > environment > config.toml > default.
+
+`SANDBOXCTL_HOME` moves everything (config, registry, local sandboxes) into one
+directory; tests always set it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sandboxctl.durations import format_duration, parse_duration
+from sandboxctl.errors import ConfigError, UsageError
+
+APP_NAME = "sandboxctl"
+ENV_HOME = "SANDBOXCTL_HOME"
+ENV_DB = "SANDBOXCTL_DB"
+ENV_DEBUG = "SANDBOXCTL_DEBUG"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"invalid number {text!r}: use a whole number greater than 0") from None
+    if value < 1:
+        raise UsageError(f"invalid number {text!r}: use a whole number greater than 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its parser, default, environment variable, and whether it is a secret."""
+
+    name: str
+    default: str | None
+    parse: Callable[[str], Any]
+    help: str
+    env: str = ""
+    secret: bool = False
+
+    @property
+    def env_var(self) -> str:
+        return self.env or "SANDBOXCTL_" + self.name.upper().replace(".", "_")
+
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key("backend", "docker", str, "backend used when --backend is not given (docker, daytona, local)"),
+        Key("image", "python:3.12-slim", str, "image used when --image is not given"),
+        Key("ttl.default", "24h", parse_duration, "lifetime of sandboxes with policy `default`"),
+        Key("ttl.extended", "7d", parse_duration, "lifetime of sandboxes with policy `extended`"),
+        Key("idle_timeout", "0s", parse_duration, "delete sandboxes unused this long (0s: never)"),
+        Key("archive.retention", "30d", parse_duration, "how long deleted sandboxes stay in the archive"),
+        Key("cleanup.limit", "100", _positive_int, "most sandboxes one cleanup run handles"),
+        Key("cleanup.concurrency", "8", _positive_int, "parallel deletions in cleanup"),
+        Key("cleanup.orphan_grace", "1h", parse_duration, "age making an unregistered labelled resource an orphan"),
+        Key("agent.timeout", "1h", parse_duration, "agent-run timeout when --timeout is not given"),
+        Key("daytona.api_key", None, str, "Daytona API key", env="DAYTONA_API_KEY", secret=True),
+        Key("daytona.api_url", None, str, "Daytona API URL", env="DAYTONA_API_URL"),
+        Key("daytona.target", None, str, "Daytona target region", env="DAYTONA_TARGET"),
+    )
+}
+
+
+def _unknown_key(name: str) -> ConfigError:
+    return ConfigError(f"unknown config key {name!r}: run `sandboxctl config show` to list the keys")
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_file: Path
+    data_dir: Path
+    db_url: str
+
+    @property
+    def local_root(self) -> Path:
+        return self.data_dir / "local"
+
+    @property
+    def cleanup_lock(self) -> Path:
+        return self.data_dir / "cleanup.lock"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The registry file when the registry is SQLite, else None."""
+        url = self.db_url
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///"))
+        return None
+
+    @classmethod
+    def resolve(cls, db: str | None = None) -> Paths:
+        home = os.environ.get(ENV_HOME)
+        if home:
+            config_file = Path(home) / "config.toml"
+            data_dir = Path(home)
+        else:
+            import platformdirs
+
+            config_file = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+            data_dir = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+        db = db or os.environ.get(ENV_DB)
+        if not db:
+            db_url = f"sqlite:///{data_dir / 'registry.db'}"
+        elif "://" in db:
+            db_url = db
+        else:
+            db_url = f"sqlite:///{Path(db).expanduser().resolve()}"
+        return cls(config_file=config_file, data_dir=data_dir, db_url=db_url)
+
+
+def _lookup(table: dict[str, Any], dotted: str) -> Any:
+    node: Any = table
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The parsed config.toml ({} when absent); anything unreadable is exit 2 naming the file."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    value: Any
+    raw: str | None
+    source: str  # default | file | env
+
+
+class Settings:
+    """Resolved settings for one invocation. Values are parsed on first use."""
+
+    def __init__(self, paths: Paths, file_values: dict[str, Any]) -> None:
+        self.paths = paths
+        self._file = file_values
+
+    @classmethod
+    def load(cls, db: str | None = None) -> Settings:
+        paths = Paths.resolve(db)
+        return cls(paths, read_config_file(paths.config_file))
+
+    def setting(self, name: str) -> Setting:
+        key = KEYS.get(name)
+        if key is None:
+            raise _unknown_key(name)
+        raw: str | None
+        if os.environ.get(key.env_var):
+            raw, source = os.environ[key.env_var], "env"
+        elif (file_value := _lookup(self._file, name)) is not None:
+            raw, source = str(file_value), "file"
+        else:
+            raw, source = key.default, "default"
+        if raw is None:
+            return Setting(name, None, None, source)
+        try:
+            value = key.parse(raw)
+        except UsageError as exc:
+            where = key.env_var if source == "env" else str(self.paths.config_file) if source == "file" else "default"
+            raise ConfigError(f"bad value for {name} ({where}): {exc}") from None
+        return Setting(name, value, raw, source)
+
+    def get(self, name: str) -> Any:
+        return self.setting(name).value
+
+    # Typed accessors for the settings the services use.
+    @property
+    def backend(self) -> str:
+        return str(self.get("backend"))
+
+    @property
+    def image(self) -> str:
+        return str(self.get("image"))
+
+    def ttl_for(self, policy: str) -> timedelta | None:
+        """A policy's lifetime; `permanent` never expires."""
+        if policy == "permanent":
+            return None
+        return self.get("ttl.extended" if policy == "extended" else "ttl.default")
+
+    @property
+    def idle_timeout(self) -> timedelta | None:
+        value: timedelta = self.get("idle_timeout")
+        return value if value.total_seconds() > 0 else None
+
+
+def show_value(setting: Setting) -> str | None:
+    """How `config show/get` prints a value: secrets are never shown."""
+    if setting.raw is None:
+        return None
+    if KEYS[setting.key].secret:
+        return "********"
+    if isinstance(setting.value, timedelta):
+        return format_duration(setting.value)
+    return setting.raw
+
+
+def set_config_value(path: Path, name: str, raw: str) -> None:
+    """Validate and write one key to config.toml atomically (temp file, fsync, rename), mode 0600."""
+    key = KEYS.get(name)
+    if key is None:
+        raise _unknown_key(name)
+    value = key.parse(raw)
+    stored: Any = format_duration(value) if isinstance(value, timedelta) else value
+    document = read_config_file(path)
+    node = document
+    *parents, leaf = name.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = stored
+    atomic_write(path, _dump_toml(document))
+
+
+def _dump_toml(document: dict[str, Any]) -> bytes:
+    import tomli_w
+
+    return tomli_w.dumps(document).encode()
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write via a temp file in the same directory, fsync, then `os.replace`: never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

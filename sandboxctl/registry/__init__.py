@@ -1,0 +1,1 @@
+"""The local registry: what sandboxctl created, where, and why it still exists."""

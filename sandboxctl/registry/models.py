@@ -1,0 +1,113 @@
+"""Registry tables. One JSON shape per entity comes from `SandboxFields.to_json`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index
+from sqlmodel import Field, SQLModel
+
+from sandboxctl.durations import isoformat
+from sandboxctl.registry.states import IllegalTransition, Policy, SandboxStatus, check_transition
+
+__all__ = ["ArchivedSandbox", "IllegalTransition", "Policy", "SandboxRecord", "SandboxStatus", "check_transition"]
+
+
+class SandboxFields(SQLModel):
+    """Columns shared by live records and the archive."""
+
+    id: str = Field(primary_key=True)
+    name: str
+    backend: str
+    backend_id: str | None = None
+    image: str | None = None
+    status: str = SandboxStatus.CREATING
+    policy: str = Policy.DEFAULT
+    labels: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    env_keys: list[str] = Field(default_factory=list, sa_type=JSON)  # keys only: values are secrets
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    created_at: datetime
+    last_accessed: datetime
+    expires_at: datetime | None = None
+    idle_timeout_seconds: int | None = None
+    host: str
+    pid: int
+    delete_attempts: int = 0
+    last_error: str | None = None
+    status_changed_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON shape of a sandbox, used by create, status, delete and cleanup."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "backend": self.backend,
+            "backend_id": self.backend_id,
+            "image": self.image,
+            "status": self.status,
+            "policy": self.policy,
+            "labels": dict(self.labels),
+            "env_keys": list(self.env_keys),
+            "cpus": self.cpus,
+            "memory_bytes": self.memory_bytes,
+            "created_at": isoformat(self.created_at),
+            "last_accessed": isoformat(self.last_accessed),
+            "expires_at": isoformat(self.expires_at),
+            "idle_timeout_seconds": self.idle_timeout_seconds,
+            "host": self.host,
+            "pid": self.pid,
+            "delete_attempts": self.delete_attempts,
+            "last_error": self.last_error,
+        }
+
+
+class SandboxRecord(SandboxFields, table=True):
+    """A sandbox that may still exist somewhere. Deleted ones move to `ArchivedSandbox`."""
+
+    __tablename__ = "sandbox"
+    __table_args__ = (
+        # (status, expires_at), never expires_at alone: the lone index makes the expiry scan 16x slower.
+        Index("ix_sandbox_status_expires", "status", "expires_at"),
+        Index("ux_sandbox_name", "name", unique=True),
+        Index("ix_sandbox_backend_id", "backend", "backend_id"),
+    )
+
+
+class ArchivedSandbox(SandboxFields, table=True):
+    """A sandbox that is gone, kept for `archive.retention` with why and how it went."""
+
+    __tablename__ = "sandbox_archive"
+    __table_args__ = (Index("ix_archive_archived_at", "archived_at"),)
+
+    archived_at: datetime
+    reason: str  # deleted | vanished | create_failed | orphan
+    deletion: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        data.update(archived_at=isoformat(self.archived_at), reason=self.reason, deletion=dict(self.deletion))
+        return data
+
+
+class RegistryMeta(SQLModel, table=True):
+    """Key/value facts about this registry, e.g. its own id stamped on every backend resource."""
+
+    __tablename__ = "registry_meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class SchemaMigration(SQLModel, table=True):
+    """Named migrations applied to this registry, in order."""
+
+    __tablename__ = "schema_migrations"
+
+    name: str = Field(primary_key=True)
+    applied_at: datetime
+
+
+def ensure_transition(record: SandboxFields, target: SandboxStatus) -> None:
+    check_transition(SandboxStatus(record.status), target)

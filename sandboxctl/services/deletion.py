@@ -1,0 +1,115 @@
+"""Deleting one sandbox: backend removal with retries, then the record to the archive (or kept, failed).
+
+Shared by `delete`, `cleanup` and `agent-run`, so all three retry, count and
+record the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from sandboxctl.backends.base import Backend, NotFound, Transient
+from sandboxctl.errors import SandboxctlError
+from sandboxctl.labels import LABEL_ID
+from sandboxctl.registry.models import SandboxRecord, SandboxStatus
+from sandboxctl.registry.store import Registry
+
+RETRY_WITHIN_SECONDS = 60.0
+
+
+@dataclass
+class SandboxDeletion:
+    """The outcome of one deletion, as reported by delete, cleanup and agent-run."""
+
+    sandbox_id: str
+    success: bool
+    message: str
+    retries_used: int = 0
+    error: str | None = None
+    skipped: bool = False
+    skip_reason: str | None = None
+    freed_bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def remove_backend_resource(
+    backend: Backend,
+    sandbox_id: str,
+    backend_id: str | None,
+    *,
+    within_seconds: float = RETRY_WITHIN_SECONDS,
+    wait_max: float = 8.0,
+) -> SandboxDeletion:
+    """Delete the resource, retrying `Transient` errors with exponential backoff; not-found is done.
+
+    With no `backend_id` (a create that died before recording it) the resource is
+    found by its `sandboxctl.id` label. Never raises a SandboxctlError: failures are
+    returned so callers can record them.
+    """
+    attempts = 0
+
+    def _once() -> int | None:
+        nonlocal attempts
+        attempts += 1
+        if backend_id is not None:
+            targets = [backend_id]
+        else:
+            targets = [found.backend_id for found in backend.list_owned({LABEL_ID: sandbox_id})]
+        freed: int | None = None
+        for target in targets:
+            try:
+                size = backend.delete(target).freed_bytes
+            except NotFound:
+                continue
+            if size is not None:
+                freed = (freed or 0) + size
+        return freed
+
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(Transient),
+            stop=stop_after_delay(within_seconds),
+            wait=wait_exponential(multiplier=0.25, max=wait_max),
+            reraise=False,
+        ):
+            with attempt:
+                freed = _once()
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        return SandboxDeletion(sandbox_id, False, "deletion failed", attempts - 1, error=str(last))
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded on the sandbox, never lost
+        error = str(exc) if isinstance(exc, SandboxctlError) else f"{type(exc).__name__}: {exc}"
+        return SandboxDeletion(sandbox_id, False, "deletion failed", attempts - 1, error=error)
+    return SandboxDeletion(sandbox_id, True, "deleted", attempts - 1, freed_bytes=freed)
+
+
+def record_deletion(
+    registry: Registry, record: SandboxRecord, deletion: SandboxDeletion, *, reason: str, now: datetime
+) -> None:
+    """Success -> the record moves to the archive; failure -> it stays, `failed`, with attempts and error."""
+    if deletion.success:
+        registry.archive(record.id, reason=reason, deletion=deletion.to_json(), now=now)
+        return
+    registry.set_status(
+        record.id,
+        SandboxStatus.FAILED,
+        now=now,
+        delete_attempts=record.delete_attempts + 1,
+        last_error=deletion.error,
+    )
+
+
+def delete_sandbox(
+    registry: Registry, backend: Backend, record: SandboxRecord, *, now: datetime, reason: str = "deleted"
+) -> SandboxDeletion:
+    """Claim (-> deleting), remove with retries, then archive or keep as failed."""
+    registry.set_status(record.id, SandboxStatus.DELETING, now=now)
+    deletion = remove_backend_resource(backend, record.id, record.backend_id)
+    record_deletion(registry, record, deletion, reason=reason, now=now)
+    return deletion

@@ -1,0 +1,170 @@
+"""Fixtures shared by every test: an isolated SANDBOXCTL_HOME, the installed CLI, a local image.
+
+Real-engine tests are marked `docker`. They skip only outside CI when no engine
+answers; under CI=true a missing engine is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_IMAGE = "sandboxctl-test/busybox:latest"
+SANDBOXCTL = shutil.which("sandboxctl") or "sandboxctl"
+
+
+@dataclass
+class Result:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __str__(self) -> str:  # shown in assertion messages
+        return f"$ sandboxctl {' '.join(self.args)} -> {self.returncode}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+
+
+class Cli:
+    """Runs the installed `sandboxctl` as a real subprocess with this test's environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> Result:
+        proc = subprocess.run(
+            [SANDBOXCTL, *args],
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env={**self.env, **(env or {})},
+            timeout=timeout,
+        )
+        return Result(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str, **kwargs: Any) -> Result:
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, str(result)
+        return result
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own SANDBOXCTL_HOME; nothing touches the real user directories."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("SANDBOXCTL_HOME", str(path))
+    monkeypatch.delenv("SANDBOXCTL_DB", raising=False)
+    monkeypatch.delenv("SANDBOXCTL_DEBUG", raising=False)
+    for key in list(os.environ):
+        if key.startswith("SANDBOXCTL_") and key not in ("SANDBOXCTL_HOME",) and not key.startswith("SANDBOXCTL_TEST"):
+            monkeypatch.delenv(key, raising=False)
+    return path
+
+
+@pytest.fixture
+def cli(home: Path) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAYTONA_")}
+    env.update(SANDBOXCTL_HOME=str(home), NO_COLOR="1", COLUMNS="200")
+    return Cli(env)
+
+
+def docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    if not docker_answers():
+        if os.environ.get("CI"):
+            pytest.fail("CI=true but no Docker engine answers: real-engine tests must run in CI")
+        pytest.skip("no Docker engine answers (start dockerd, or run .ci/run)")
+
+
+@pytest.fixture(scope="session")
+def docker_image(docker_engine: None) -> str:
+    """A busybox image built locally from the host's static busybox (nothing can be pulled)."""
+    subprocess.run(
+        [str(REPO / "tests" / "images" / "build-busybox-image.sh"), TEST_IMAGE], check=True, capture_output=True
+    )
+    return TEST_IMAGE
+
+
+def sandbox_containers(home_or_id: str) -> list[str]:
+    """Ids of containers labelled with this sandbox id (all states)."""
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label=sandboxctl.id={home_or_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+@pytest.fixture
+def docker_cleanup(cli: Cli) -> Iterator[None]:
+    """After a Docker test: remove every container whose sandbox this test's registry knows, so no test leaks."""
+    yield
+    result = cli("status", "--all", "--json")
+    if result.returncode != 0:
+        return
+    for record in result.json():
+        ids = sandbox_containers(record["id"])
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+def _labelled_containers() -> set[str]:
+    proc = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", "label=sandboxctl.id"], capture_output=True, text=True
+    )
+    return set(proc.stdout.split()) if proc.returncode == 0 else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaked_containers() -> Iterator[None]:
+    """Backstop: remove sandboxctl containers this session created and left (never ones that predate it)."""
+    if shutil.which("docker") is None or not docker_answers():
+        yield
+        return
+    before = _labelled_containers()
+    yield
+    leaked = _labelled_containers() - before
+    if leaked:
+        subprocess.run(["docker", "rm", "-f", *leaked], capture_output=True)
+
+
+_docker_outcomes: dict[str, int] = {"passed": 0, "skipped": 0, "failed": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "docker" in report.keywords and (report.when == "call" or report.skipped):
+        _docker_outcomes[report.outcome] = _docker_outcomes.get(report.outcome, 0) + 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI the real-engine tests must have run: a skipped or absent Docker tier fails the run."""
+    if not os.environ.get("CI") or session.config.option.collectonly:
+        return
+    if _docker_outcomes["skipped"] or not (_docker_outcomes["passed"] + _docker_outcomes["failed"]):
+        session.config.get_terminal_writer().line(
+            f"CI: real-engine (docker) tests skipped={_docker_outcomes['skipped']} "
+            f"ran={_docker_outcomes['passed'] + _docker_outcomes['failed']}: they must run in CI", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
