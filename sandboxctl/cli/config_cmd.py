@@ -11,7 +11,7 @@ from sandboxctl.cli.options import JsonOption
 from sandboxctl.config import KEYS, Settings, set_config_value, show_value
 from sandboxctl.services.context import Context
 
-app = typer.Typer(help="Show or change settings (config.toml).", no_args_is_help=True)
+app = typer.Typer(help="Show or change settings (config.toml).", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -35,7 +35,7 @@ def exec_cmd(
     env: EnvOption = None,
 ) -> None:
     """Run a command in a sandbox: output streamed live, stdin forwarded, its exit code returned."""
-    from sandboxctl.services.lifecycle import exec_in_sandbox  # lazy: keeps --help free of SQLModel
+    from sandboxctl.services.execution import exec_in_sandbox
     app: Context = ctx.obj
     limit = parse_duration(timeout, allow_zero=False) if timeout is not None else None
     result = exec_in_sandbox(

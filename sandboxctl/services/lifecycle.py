@@ -8,15 +8,12 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, BinaryIO
+from typing import Any
 
 from sandboxctl.backends.base import (
     BackendError,
     CreateSpec,
-    ExecRequest,
-    ExecResult,
     NotFound,
-    OutputSink,
 )
 from sandboxctl.durations import isoformat
 from sandboxctl.errors import OperationFailed, UsageError
@@ -147,46 +144,6 @@ def _live_record(ctx: Context, ref: str) -> SandboxRecord:
     if isinstance(found, ArchivedSandbox):
         raise OperationFailed(f"sandbox {found.id} ({found.name}) was deleted on {isoformat(found.archived_at)}")
     return found
-
-
-def exec_in_sandbox(
-    ctx: Context,
-    ref: str,
-    command: Sequence[str],
-    *,
-    on_stdout: OutputSink,
-    on_stderr: OutputSink,
-    stdin: BinaryIO | None = None,
-    env: dict[str, str] | None = None,
-    workdir: str | None = None,
-    timeout: timedelta | None = None,
-) -> ExecResult:
-    """Run a command; the idle clock restarts at its start and at its end."""
-    if not command:
-        raise UsageError("no command given: use `sandboxctl exec SANDBOX -- CMD [ARG...]`")
-    record = _live_record(ctx, ref)
-    if record.status not in (SandboxStatus.RUNNING, SandboxStatus.STOPPED) or record.backend_id is None:
-        raise OperationFailed(f"sandbox {record.id} is {record.status}: it cannot run commands")
-    backend = ctx.backend(record.backend)
-    ctx.registry.touch(record.id, ctx.now())
-    request = ExecRequest(
-        command=tuple(command),
-        on_stdout=on_stdout,
-        on_stderr=on_stderr,
-        env=env or {},
-        workdir=workdir,
-        stdin=stdin,
-        timeout_seconds=timeout.total_seconds() if timeout else None,
-    )
-    try:
-        result = backend.exec(record.backend_id, request)
-    except NotFound:
-        raise OperationFailed(
-            f"sandbox {record.id} no longer exists on {record.backend} (removed outside sandboxctl); "
-            "`sandboxctl cleanup --orphans` closes its record"
-        ) from None
-    ctx.registry.touch(record.id, ctx.now())
-    return result
 
 
 def sandbox_status(ctx: Context, ref: str) -> dict[str, Any]:
