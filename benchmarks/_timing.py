@@ -8,7 +8,9 @@ import time
 from collections.abc import Mapping, Sequence
 
 
-def time_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None, runs: int = 10, warmup: int = 2) -> float:
+def time_command(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, runs: int = 10, warmup: int = 2
+) -> float:
     """Median wall time in seconds of running `argv` to completion (stdout/stderr discarded)."""
     samples = []
     for i in range(warmup + runs):
@@ -22,4 +24,5 @@ def time_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None, r
 def row(name: str, ours: float, baseline: float, baseline_name: str, goal: float) -> str:
     ratio = ours / baseline
     verdict = "met" if ratio <= goal else "NOT met"
-    return f"| {name} | {ours * 1000:.0f} ms | {baseline_name} {baseline * 1000:.0f} ms | {ratio:.2f}x | <= {goal}x {verdict} |"
+    ours_ms, base_ms = ours * 1000, baseline * 1000
+    return f"| {name} | {ours_ms:.0f} ms | {baseline_name} {base_ms:.0f} ms | {ratio:.2f}x | <= {goal}x {verdict} |"

@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import row, time_command  # noqa: E402
+from _timing import row, time_command
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "sandboxctl-test/busybox:latest"

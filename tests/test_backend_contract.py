@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 from collections.abc import Iterator
@@ -41,10 +42,8 @@ def sandbox(backend: Backend) -> Iterator[str]:
     created = backend.create(spec)
     assert created.state is BackendState.RUNNING
     yield created.backend_id
-    try:
+    with contextlib.suppress(NotFound):
         backend.delete(created.backend_id)
-    except NotFound:
-        pass
 
 
 def run(backend: Backend, backend_id: str, *command: str, **kwargs: object) -> tuple[int, bytes, bytes]:
