@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "sandboxctl-test/busybox:latest"
-SANDBOXCTL = shutil.which("sandboxctl") or "sandboxctl"
+# The console script pip installed for this interpreter, not a pyenv shim (a bash wrapper costing ~0.1 s a call).
+_SCRIPT = Path(sysconfig.get_path("scripts")) / "sandboxctl"
+SANDBOXCTL = str(_SCRIPT) if _SCRIPT.exists() else (shutil.which("sandboxctl") or "sandboxctl")
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""Docker backend on the docker SDK. `DOCKER_HOST`, `DOCKER_TLS_*` and contexts are honoured by `from_env`.
+"""Docker backend on the docker SDK, honouring `DOCKER_HOST`, `DOCKER_TLS_*` and Docker contexts.
 
 A sandbox is one container kept alive by `sleep infinity` under Docker's init
-(so stop/kill never waits out a grace period), labelled so that
-`cleanup --orphans` can judge it without the registry.
+(so removal never waits out a grace period), labelled so that
+`cleanup --orphans` can judge it without the registry. The SDK is imported on
+first use: `exec` over a local socket never needs it (see docker_engine.py).
 """
 
 from __future__ import annotations
@@ -16,13 +17,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
-
-import docker
-import docker.errors
-import requests.exceptions
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sandboxctl.backends.base import (
     BackendError,
@@ -36,10 +33,15 @@ from sandboxctl.backends.base import (
     Transient,
     Unavailable,
 )
+from sandboxctl.backends.docker_engine import EngineSocket, current_context, docker_host, unreachable
 from sandboxctl.labels import LABEL_ID
+
+if TYPE_CHECKING:
+    import docker
 
 WORKSPACE = "/workspace"
 KEEP_ALIVE = ["sleep", "infinity"]
+DEFAULT_IMAGE = "python:3.12-slim"
 _EXEC_TOKEN_VAR = "SANDBOXCTL_EXEC_TOKEN"
 # Kills every process carrying this exec's token in its environment: the command and all its children.
 _KILL_BY_TOKEN = (
@@ -57,16 +59,22 @@ _STATES = {
 }
 
 
-def _docker_host() -> str:
-    return os.environ.get("DOCKER_HOST") or "the default Docker socket"
+def _sdk_errors() -> tuple[type[BaseException], ...]:
+    import docker.errors
+    import requests.exceptions
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def _translate(exc: BaseException, what: str) -> BaseException:
     """SDK and transport errors -> the backend contract's errors."""
+    import docker.errors
+    import requests.exceptions
+
     if isinstance(exc, docker.errors.NotFound):
         return NotFound(f"{what}: not found")
     if isinstance(exc, requests.exceptions.ConnectionError | ConnectionRefusedError | FileNotFoundError):
-        return Unavailable(f"Docker daemon unreachable at {_docker_host()}: start Docker or set DOCKER_HOST")
+        return unreachable(docker_host())
     if isinstance(exc, requests.exceptions.Timeout):
         return Transient(f"{what}: Docker did not answer in time")
     if isinstance(exc, docker.errors.APIError):
@@ -76,7 +84,7 @@ def _translate(exc: Exception, what: str) -> Exception:
             return Transient(f"{what}: {message}")
         return BackendError(f"{what}: {message}")
     if isinstance(exc, docker.errors.DockerException):
-        return Unavailable(f"Docker daemon unreachable at {_docker_host()}: {exc}")
+        return Unavailable(f"Docker daemon unreachable at {docker_host()}: {exc}")
     return exc
 
 
@@ -88,8 +96,8 @@ def _to_sandbox(attrs: Mapping[str, Any]) -> BackendSandbox:
     created = attrs.get("Created")
     if isinstance(created, int | float):
         created_at: datetime | None = datetime.fromtimestamp(created, UTC)
-    elif isinstance(created, str):
-        created_at = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00") if created else None
+    elif isinstance(created, str) and created:
+        created_at = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00")
     else:
         created_at = None
     names = attrs.get("Names") or [attrs.get("Name") or ""]
@@ -102,27 +110,84 @@ def _to_sandbox(attrs: Mapping[str, Any]) -> BackendSandbox:
     )
 
 
+class _ExecApi(Protocol):
+    """The three Engine calls an exec needs; served by the SDK or by `EngineSocket`."""
+
+    def exec_create(
+        self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, stdin: bool
+    ) -> str: ...
+
+    def exec_start(self, exec_id: str) -> tuple[socket.socket, bytes]: ...
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]: ...
+
+
+class _SdkExecApi:
+    def __init__(self, backend: DockerBackend) -> None:
+        self.backend = backend
+
+    def exec_create(
+        self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, stdin: bool
+    ) -> str:
+        api = self.backend.api
+        created = self.backend.call(
+            f"container {container[:12]}", api.exec_create, container, command,
+            stdout=True, stderr=True, stdin=stdin, environment=env, workdir=workdir,
+        )
+        return str(created["Id"])
+
+    def exec_start(self, exec_id: str) -> tuple[socket.socket, bytes]:
+        sock = self.backend.call("exec", self.backend.api.exec_start, exec_id, socket=True)
+        return getattr(sock, "_sock", sock), b""
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return dict(self.backend.call("exec", self.backend.api.exec_inspect, exec_id))
+
+
 class DockerBackend:
     name: ClassVar[str] = "docker"
 
     def __init__(self, client: docker.DockerClient | None = None, max_pool_size: int = 10) -> None:
-        if client is None:
-            try:
-                client = docker.from_env(max_pool_size=max_pool_size)
-            except docker.errors.DockerException as exc:
-                raise _translate(exc, "connect") from None
-        self.client = client
-        self.api = client.api
+        self._client = client
+        self._max_pool_size = max_pool_size
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    @property
+    def client(self) -> docker.DockerClient:
+        """The SDK client, made on first use for the resolved endpoint (DOCKER_HOST or context)."""
+        if self._client is None:
+            import docker
+
+            try:
+                if os.environ.get("DOCKER_HOST") or current_context() == "default":
+                    self._client = docker.from_env(max_pool_size=self._max_pool_size)
+                else:
+                    from docker.context import ContextAPI
+
+                    context = ContextAPI.get_context(current_context())
+                    self._client = docker.DockerClient(
+                        base_url=context.Host, tls=context.TLSConfig, max_pool_size=self._max_pool_size
+                    )
+            except _sdk_errors() as exc:
+                raise _translate(exc, "connect") from None
+        return self._client
+
+    @property
+    def api(self) -> Any:
+        return self.client.api
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the SDK, translating its errors to the backend contract's."""
         try:
             return fn(*args, **kwargs)
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        except _sdk_errors() as exc:
             raise _translate(exc, what) from None
 
     # -- lifecycle ---------------------------------------------------------
     def create(self, spec: CreateSpec) -> BackendSandbox:
-        image = spec.image or "python:3.12-slim"
+        import docker.errors
+
+        image = spec.image or DEFAULT_IMAGE
+        api = self.api
         kwargs: dict[str, Any] = dict(
             image=image,
             entrypoint=KEEP_ALIVE[:1],
@@ -132,133 +197,138 @@ class DockerBackend:
             labels=dict(spec.labels),
             environment=dict(spec.env),
             working_dir=WORKSPACE,
-            host_config=self.api.create_host_config(
+            host_config=api.create_host_config(
                 init=True,
                 nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
                 mem_limit=spec.memory_bytes,
             ),
         )
         try:
-            created = self.api.create_container(**kwargs)
+            created = api.create_container(**kwargs)
         except docker.errors.ImageNotFound:
             self._pull(image)
-            created = self._call(f"create {image}", self.api.create_container, **kwargs)
-        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            created = self.call(f"create {image}", api.create_container, **kwargs)
+        except _sdk_errors() as exc:
             raise _translate(exc, f"create from {image}") from None
         container_id = created["Id"]
         try:
-            self._call("start", self.api.start, container_id)
+            self.call("start", api.start, container_id)
             return self.inspect(container_id)
         except BaseException:
-            # Never leave a half-created container behind (this covers Ctrl-C too).
-            # If even this fails, the labels still let `cleanup --orphans` find it.
+            # Never leave a half-created container behind (this covers Ctrl-C too);
+            # if even this fails, the labels still let `cleanup --orphans` find it.
             with contextlib.suppress(Exception):
-                self.api.remove_container(container_id, force=True, v=True)
+                api.remove_container(container_id, force=True, v=True)
             raise
 
     def _pull(self, image: str) -> None:
+        import requests.exceptions
+
         try:
             self.client.images.pull(image)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        except _sdk_errors() as exc:
             if isinstance(exc, requests.exceptions.ConnectionError):
                 raise _translate(exc, "pull") from None
             raise BackendError(f"image {image!r} is not present and could not be pulled: {exc}") from None
 
     def inspect(self, backend_id: str) -> BackendSandbox:
-        return _to_sandbox(self._call(f"container {backend_id[:12]}", self.api.inspect_container, backend_id))
+        return _to_sandbox(self.call(f"container {backend_id[:12]}", self.api.inspect_container, backend_id))
 
     def list_owned(self, selector: Mapping[str, str] | None = None) -> list[BackendSandbox]:
         filters = [LABEL_ID] + [f"{k}={v}" for k, v in (selector or {}).items()]
-        rows = self._call("list containers", self.api.containers, all=True, filters={"label": filters})
+        rows = self.call("list containers", self.api.containers, all=True, filters={"label": filters})
         return [_to_sandbox(row) for row in rows]
 
     def delete(self, backend_id: str) -> DeleteResult:
         """Kill and remove at once (`rm -f`), with its anonymous volumes; report the writable layer's size."""
         what = f"container {backend_id[:12]}"
-        rows = self._call(what, self.api.containers, all=True, size=True, filters={"id": backend_id})
+        rows = self.call(what, self.api.containers, all=True, size=True, filters={"id": backend_id})
         if not rows:
             raise NotFound(f"{what}: not found")
-        self._call(what, self.api.remove_container, backend_id, force=True, v=True)
+        self.call(what, self.api.remove_container, backend_id, force=True, v=True)
         return DeleteResult(freed_bytes=rows[0].get("SizeRw"))
 
     def workspace_path(self, backend_id: str) -> str:
         return WORKSPACE
 
     def upload_archive(self, backend_id: str, dest_dir: str, tar_bytes: bytes) -> None:
-        self._run_quiet(backend_id, ["mkdir", "-p", dest_dir])
-        if not self._call("upload", self.api.put_archive, backend_id, dest_dir, tar_bytes):
+        self._run_quiet(self._exec_api(), backend_id, ["mkdir", "-p", dest_dir])
+        if not self.call("upload", self.api.put_archive, backend_id, dest_dir, tar_bytes):
             raise BackendError(f"upload into {dest_dir} failed")
 
     def download_archive(self, backend_id: str, path: str) -> bytes:
-        stream, _stat = self._call(f"download {path}", self.api.get_archive, backend_id, path)
+        stream, _stat = self.call(f"download {path}", self.api.get_archive, backend_id, path)
         buffer = io.BytesIO()
         for chunk in stream:
             buffer.write(chunk)
         return buffer.getvalue()
 
-    def _run_quiet(self, backend_id: str, command: list[str]) -> int:
-        exec_id = self._call("exec", self.api.exec_create, backend_id, command, stdout=False, stderr=False)["Id"]
-        self._call("exec", self.api.exec_start, exec_id)
-        return int(self.api.exec_inspect(exec_id).get("ExitCode") or 0)
-
     # -- exec --------------------------------------------------------------
+    def _exec_api(self) -> _ExecApi:
+        if self._client is None:
+            engine = EngineSocket.for_local_daemon()
+            if engine is not None:
+                return engine
+        return _SdkExecApi(self)
+
     def exec(self, backend_id: str, request: ExecRequest) -> ExecResult:
-        """Low-level exec: a hijacked socket carrying multiplexed stdout/stderr frames and our stdin."""
+        """Attached exec: multiplexed stdout/stderr frames demultiplexed live, our stdin forwarded."""
+        api = self._exec_api()
         token = secrets.token_hex(8)
-        env = {**request.env, _EXEC_TOKEN_VAR: token}
-        exec_id = self._call(
-            f"container {backend_id[:12]}",
-            self.api.exec_create,
+        exec_id = api.exec_create(
             backend_id,
             list(request.command),
-            stdout=True,
-            stderr=True,
-            stdin=request.stdin is not None,
-            environment=env,
+            env={**request.env, _EXEC_TOKEN_VAR: token},
             workdir=request.workdir,
-        )["Id"]
-        sock = self._call("exec", self.api.exec_start, exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
+            stdin=request.stdin is not None,
+        )
+        sock, pending = api.exec_start(exec_id)
         deadline = time.monotonic() + request.timeout_seconds if request.timeout_seconds else None
-        pump: threading.Thread | None = None
         if request.stdin is not None:
-            pump = threading.Thread(target=_forward_stdin, args=(request.stdin, raw), daemon=True)
-            pump.start()
+            threading.Thread(target=_forward_stdin, args=(request.stdin, sock), daemon=True).start()
         try:
-            finished = _read_frames(raw, request, deadline)
+            finished = _FrameReader(sock, pending, deadline).pump(request)
         except BaseException:
-            self._kill_exec(backend_id, exec_id, token)
+            self._kill_exec(api, backend_id, exec_id, token)
             raise
         finally:
-            raw.close()
+            sock.close()
         if not finished:
-            self._kill_exec(backend_id, exec_id, token)
+            self._kill_exec(api, backend_id, exec_id, token)
             return ExecResult(exit_code=124, timed_out=True)
-        return ExecResult(exit_code=self._exit_code(exec_id))
+        return ExecResult(exit_code=_exit_code(api, exec_id))
 
-    def _exit_code(self, exec_id: str) -> int:
-        # The stream can close a moment before the daemon records the exit code.
-        for _ in range(100):
-            info = self._call("exec", self.api.exec_inspect, exec_id)
-            if not info.get("Running") and info.get("ExitCode") is not None:
-                return int(info["ExitCode"])
-            time.sleep(0.01)
-        return int(info.get("ExitCode") or 1)
+    def _run_quiet(self, api: _ExecApi, backend_id: str, command: list[str]) -> int:
+        exec_id = api.exec_create(backend_id, command, env={}, workdir=None, stdin=False)
+        sock, pending = api.exec_start(exec_id)
+        try:
+            _FrameReader(sock, pending, time.monotonic() + 30).pump(None)
+        finally:
+            sock.close()
+        return _exit_code(api, exec_id)
 
-    def _kill_exec(self, backend_id: str, exec_id: str, token: str) -> None:
+    def _kill_exec(self, api: _ExecApi, backend_id: str, exec_id: str, token: str) -> None:
         """Kill the exec'd command and its children: by token inside the container, else by host pid."""
         script = _KILL_BY_TOKEN.format(var=_EXEC_TOKEN_VAR, token=token)
-        try:
-            if self._run_quiet(backend_id, ["/bin/sh", "-c", script]) == 0:
+        with contextlib.suppress(BackendError):
+            if self._run_quiet(api, backend_id, ["/bin/sh", "-c", script]) == 0:
                 return
-        except BackendError:
-            pass
-        try:  # no shell in the image: works when the daemon is local and we may signal its processes
-            pid = self.api.exec_inspect(exec_id).get("Pid")
+        # No shell in the image: works when the daemon is local and we may signal its processes.
+        with contextlib.suppress(Exception):
+            pid = api.exec_inspect(exec_id).get("Pid")
             if pid:
                 os.kill(int(pid), 9)
-        except (OSError, docker.errors.DockerException, requests.exceptions.RequestException):
-            pass
+
+
+def _exit_code(api: _ExecApi, exec_id: str) -> int:
+    # The stream can close a moment before the daemon records the exit code.
+    info: dict[str, Any] = {}
+    for _ in range(200):
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running") and info.get("ExitCode") is not None:
+            return int(info["ExitCode"])
+        time.sleep(0.01)
+    return int(info.get("ExitCode") or 1)
 
 
 def _forward_stdin(source: Any, sock: socket.socket) -> None:
@@ -268,44 +338,49 @@ def _forward_stdin(source: Any, sock: socket.socket) -> None:
     except (AttributeError, OSError, io.UnsupportedOperation):
         fileno = None
     try:
-        while True:
-            chunk = os.read(fileno, 65536) if fileno is not None else source.read(65536)
-            if not chunk:
-                break
+        while chunk := (os.read(fileno, 65536) if fileno is not None else source.read(65536)):
             sock.sendall(chunk)
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
 
 
-def _read_exact(sock: socket.socket, size: int, deadline: float | None) -> bytes | None:
-    """Read `size` bytes; b'' at EOF; None when the deadline passed first."""
-    data = bytearray()
-    while len(data) < size:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([sock], [], [], remaining)
-            if not ready:
-                return None
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            return bytes(data) if data else b""
-        data.extend(chunk)
-    return bytes(data)
+class _FrameReader:
+    """Reads Docker's multiplexed stream: 8-byte headers (stream id, size) then the payload."""
 
+    def __init__(self, sock: socket.socket, pending: bytes, deadline: float | None) -> None:
+        self.sock = sock
+        self.buffer = bytearray(pending)
+        self.deadline = deadline
 
-def _read_frames(sock: socket.socket, request: ExecRequest, deadline: float | None) -> bool:
-    """Demultiplex Docker's 8-byte-header frames to the sinks. False when the deadline passed."""
-    while True:
-        header = _read_exact(sock, 8, deadline)
-        if header is None:
-            return False
-        if len(header) < 8:
-            return True
-        stream, size = struct.unpack(">BxxxL", header)
-        payload = _read_exact(sock, size, deadline)
-        if payload is None:
-            return False
-        (request.on_stderr if stream == 2 else request.on_stdout)(payload)
+    def _fill(self, size: int) -> bool | None:
+        """Buffer at least `size` bytes. True: done; False: EOF first; None: the deadline passed."""
+        while len(self.buffer) < size:
+            if self.deadline is not None:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
+                    return None
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return False
+            self.buffer.extend(chunk)
+        return True
+
+    def pump(self, request: ExecRequest | None) -> bool:
+        """Route frames to the request's sinks (or drop them) until EOF. False when the deadline passed."""
+        while True:
+            state = self._fill(8)
+            if state is None:
+                return False
+            if state is False:
+                return True
+            stream, size = struct.unpack(">BxxxL", bytes(self.buffer[:8]))
+            state = self._fill(8 + size)
+            if state is None:
+                return False
+            payload = bytes(self.buffer[8 : 8 + size])
+            del self.buffer[: 8 + size]
+            if request is not None:
+                (request.on_stderr if stream == 2 else request.on_stdout)(payload)
+            if state is False:
+                return True

@@ -1,26 +1,13 @@
-"""`sandboxctl exec SANDBOX -- CMD [ARG...]`."""
+"""`sandboxctl exec SANDBOX [OPTIONS] -- CMD [ARG...]` (the hot path usually skips Typer: see exec_fast.py)."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import typer
 
+from sandboxctl.cli.exec_fast import run_exec
 from sandboxctl.cli.options import EnvOption
-from sandboxctl.durations import format_duration, parse_duration
-from sandboxctl.errors import CommandTimedOut
-from sandboxctl.labels import parse_env
-from sandboxctl.services.context import Context
-
-
-def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
-    def write(chunk: bytes) -> None:
-        stream.write(chunk)
-        stream.flush()
-
-    return write
 
 
 def exec_cmd(
@@ -35,20 +22,5 @@ def exec_cmd(
     env: EnvOption = None,
 ) -> None:
     """Run a command in a sandbox: output streamed live, stdin forwarded, its exit code returned."""
-    from sandboxctl.services.execution import exec_in_sandbox
-    app: Context = ctx.obj
-    limit = parse_duration(timeout, allow_zero=False) if timeout is not None else None
-    result = exec_in_sandbox(
-        app,
-        sandbox,
-        command,
-        on_stdout=_writer(sys.stdout.buffer),
-        on_stderr=_writer(sys.stderr.buffer),
-        stdin=None if sys.stdin is None or sys.stdin.closed else sys.stdin.buffer,
-        env=parse_env(env or []),
-        workdir=workdir,
-        timeout=limit,
-    )
-    if result.timed_out and limit is not None:
-        raise CommandTimedOut(f"command timed out after {format_duration(limit)} and was killed")
-    raise typer.Exit(result.exit_code)
+    code = run_exec(ctx.obj, sandbox, command, timeout=timeout, workdir=workdir, env=env or [])
+    raise typer.Exit(code)

@@ -37,6 +37,7 @@ class LeanRegistry:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: no fsync per touch, as the full registry
         return conn
 
     def find_live(self, ref: str) -> ExecTarget | None:

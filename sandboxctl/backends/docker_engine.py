@@ -1,0 +1,155 @@
+"""Where the Docker daemon is, and a stdlib-only Engine API client for the exec hot path.
+
+`import docker` costs ~0.1-0.25 s (mostly `requests`), more than a whole
+`docker exec`. `sandboxctl exec` needs three calls (create, start attached,
+inspect), so over a local unix socket it speaks the Engine API itself with
+`http.client`; every other call, and every non-unix endpoint (TCP, TLS, ssh),
+goes through the docker SDK.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from sandboxctl.backends.base import BackendError, NotFound, Unavailable
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+def _docker_config_dir() -> Path:
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+
+
+def current_context() -> str:
+    """DOCKER_CONTEXT, else config.json's `currentContext`, else `default` (as the docker CLI decides)."""
+    name = os.environ.get("DOCKER_CONTEXT")
+    if name:
+        return name
+    try:
+        config = json.loads((_docker_config_dir() / "config.json").read_text())
+    except (OSError, ValueError):
+        return "default"
+    return str(config.get("currentContext") or "default")
+
+
+def docker_host() -> str:
+    """The daemon endpoint: DOCKER_HOST, else the current context's, else the default socket."""
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        return host
+    name = current_context()
+    if name != "default":
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        meta = _docker_config_dir() / "contexts" / "meta" / digest / "meta.json"
+        try:
+            endpoint = json.loads(meta.read_text())["Endpoints"]["docker"]["Host"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise Unavailable(f"Docker context {name!r} cannot be read ({exc}): check `docker context ls`") from None
+        return str(endpoint)
+    return DEFAULT_SOCKET
+
+
+def unreachable(host: str) -> Unavailable:
+    return Unavailable(f"Docker daemon unreachable at {host}: start Docker or set DOCKER_HOST")
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+class EngineSocket:
+    """Just enough of the Engine API, over a unix socket, to run one exec."""
+
+    def __init__(self, host: str, timeout: float = 60) -> None:
+        self.host = host
+        self.path = host.removeprefix("unix://")
+        self.timeout = timeout
+
+    @classmethod
+    def for_local_daemon(cls) -> EngineSocket | None:
+        """An engine client when the daemon is on a unix socket; None where only the SDK will do."""
+        host = docker_host()
+        return cls(host) if host.startswith("unix://") else None
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        conn = _UnixConnection(self.path, self.timeout)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            raise unreachable(self.host) from None
+        except OSError as exc:
+            raise BackendError(f"Docker request {method} {path} failed: {exc}") from None
+        finally:
+            conn.close()
+        document = json.loads(data) if data else {}
+        if response.status == 404:
+            raise NotFound(f"{path}: {document.get('message', 'not found')}")
+        if response.status >= 400:
+            raise BackendError(document.get("message") or f"Docker answered {response.status} to {method} {path}")
+        return document
+
+    def exec_create(
+        self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, stdin: bool
+    ) -> str:
+        body: dict[str, Any] = {
+            "AttachStdin": stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": False,
+            "Cmd": command,
+            "Env": [f"{k}={v}" for k, v in env.items()],
+        }
+        if workdir:
+            body["WorkingDir"] = workdir
+        return str(self._request("POST", f"/containers/{container}/exec", body)["Id"])
+
+    def exec_start(self, exec_id: str) -> tuple[socket.socket, bytes]:
+        """Start attached; returns the hijacked socket and any stream bytes read with the headers."""
+        body = b'{"Detach": false, "Tty": false}'
+        request = (
+            f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.path)
+            sock.sendall(request)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise BackendError("Docker closed the exec stream before answering")
+                head += chunk
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            sock.close()
+            raise unreachable(self.host) from None
+        except BaseException:
+            sock.close()
+            raise
+        header, _, rest = head.partition(b"\r\n\r\n")
+        status = int(header.split(b" ", 2)[1])
+        if status not in (101, 200):
+            sock.close()
+            raise BackendError(f"Docker refused to start exec {exec_id[:12]}: HTTP {status}")
+        return sock, rest
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/exec/{exec_id}/json"))

@@ -1,0 +1,58 @@
+"""The root Typer app: global options and command registration. Errors are mapped in `cli/__init__.py`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from sandboxctl import __version__
+from sandboxctl.cli import agent, cleanup, config_cmd, create, delete, exec_, status
+from sandboxctl.config import Settings
+from sandboxctl.services.context import Context
+
+app = typer.Typer(
+    name="sandboxctl",
+    help="Create, run commands in, and reliably clean up sandboxes for AI agents and CI.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    # Plain help: rich's help renderer alone costs ~90 ms of every `--help`.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"sandboxctl {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    *,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", metavar="URL", help="Registry: a SQLite path or SQLAlchemy URL (env: SANDBOXCTL_DB)."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (env: SANDBOXCTL_DEBUG=1).")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Build the one Context every command receives."""
+    ctx.obj = Context(settings=Settings.load(db))
+
+
+app.command("create")(create.create_cmd)
+# Options go before `--`; everything after it is the command, untouched.
+app.command("exec")(exec_.exec_cmd)
+app.command("status")(status.status_cmd)
+app.command("delete")(delete.delete_cmd)
+app.command("cleanup")(cleanup.cleanup_cmd)
+app.command("agent-run")(agent.agent_run_cmd)
+app.add_typer(agent.app, name="agent")
+app.add_typer(config_cmd.app, name="config")
