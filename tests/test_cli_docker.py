@@ -196,3 +196,23 @@ def test_sigkill_during_create_leaves_a_traceable_pair(cli: Cli, home: Path, doc
     for record in records:
         if record["status"] == "creating":
             assert record["pid"] == proc.pid and record["host"]
+
+
+def test_docker_context_is_honoured(cli: Cli, docker_image: str, tmp_path: Path) -> None:
+    """DOCKER_CONTEXT (or config.json's currentContext) chooses the daemon, as for the docker CLI."""
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    context_env = {**cli.env, "DOCKER_CONFIG": str(config)}
+    context_env.pop("DOCKER_HOST", None)
+    for name, host in (("sbx-live", "unix:///var/run/docker.sock"), ("sbx-dead", f"unix://{tmp_path}/dead.sock")):
+        subprocess.run(["docker", "context", "create", name, "--docker", f"host={host}"], env=context_env,
+                       check=True, capture_output=True)
+    live = {"DOCKER_CONFIG": str(config), "DOCKER_CONTEXT": "sbx-live"}
+    sandbox = cli.ok("create", "--image", docker_image, env=live).stdout.strip()
+    assert cli("exec", sandbox, "--", "true", env=live).returncode == 0
+    dead = {"DOCKER_CONFIG": str(config), "DOCKER_CONTEXT": "sbx-dead"}
+    for args in (("exec", sandbox, "--", "true"), ("create", "--image", docker_image)):
+        result = cli(*args, env=dead)
+        assert result.returncode == 4, str(result)
+        assert "dead.sock" in result.stderr, str(result)
+    cli.ok("delete", sandbox, env=live)

@@ -161,11 +161,15 @@ class DockerBackend:
                 if os.environ.get("DOCKER_HOST") or current_context() == "default":
                     self._client = docker.from_env(max_pool_size=self._max_pool_size)
                 else:
+                    # docker-py's from_env ignores contexts; its ContextAPI supplies TLS material when it
+                    # finds the context (it ignores DOCKER_CONFIG), else the endpoint alone is used.
                     from docker.context import ContextAPI
 
                     context = ContextAPI.get_context(current_context())
                     self._client = docker.DockerClient(
-                        base_url=context.Host, tls=context.TLSConfig, max_pool_size=self._max_pool_size
+                        base_url=docker_host(),
+                        tls=context.TLSConfig if context is not None else False,
+                        max_pool_size=self._max_pool_size,
                     )
             except _sdk_errors() as exc:
                 raise _translate(exc, "connect") from None
