@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sandboxctl.durations import format_duration, parse_timestamp, utcnow
@@ -63,11 +64,17 @@ def relative(iso: str | None, now: datetime | None = None, *, future: bool = Fal
     """`3m ago` / `in 23h` for tables; `-` when absent."""
     if not iso:
         return "never" if future else "-"
-    moment = parse_timestamp(iso)
-    delta = moment - (now or utcnow())
-    if future:
-        return f"in {format_duration(delta)}" if delta.total_seconds() > 0 else f"{format_duration(-delta)} ago"
-    return f"{format_duration(-delta)} ago"
+    delta = parse_timestamp(iso) - (now or utcnow())
+    if future and delta.total_seconds() > 0:
+        return f"in {_coarse(delta)}"
+    return f"{_coarse(-delta)} ago"
+
+
+def _coarse(delta: timedelta) -> str:
+    """The two largest units are enough in a table: `1h59m`, not `1h59m53s`."""
+    text = format_duration(delta)
+    units = [part + unit for part, unit in re.findall(r"(\d+)([dhms])", text)]
+    return "".join(units[:2])
 
 
 SANDBOX_COLUMNS = ("ID", "NAME", "BACKEND", "STATUS", "POLICY", "IMAGE", "CREATED", "EXPIRES")
@@ -84,7 +91,7 @@ def sandbox_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
             r["policy"],
             r.get("image") or "-",
             relative(r["created_at"], now),
-            relative(r["expires_at"], now, future=True),
+            "-" if r["status"] == "deleted" else relative(r["expires_at"], now, future=True),
         ]
         for r in records
     ]
