@@ -216,3 +216,27 @@ def test_docker_context_is_honoured(cli: Cli, docker_image: str, tmp_path: Path)
         assert result.returncode == 4, str(result)
         assert "dead.sock" in result.stderr, str(result)
     cli.ok("delete", sandbox, env=live)
+
+
+def test_delete_with_docker_unreachable_is_4_and_keeps_the_record(cli: Cli, docker_image: str, tmp_path: Path) -> None:
+    sandbox = cli.ok("create", "--image", docker_image).stdout.strip()
+    result = cli("delete", sandbox, env={"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"})
+    assert result.returncode == 4, str(result)
+    record = cli.ok("status", sandbox, "--json").json()
+    assert record["status"] == "failed" and "unreachable" in record["last_error"]
+    assert cli.ok("delete", sandbox).stdout.strip() == sandbox  # the next attempt succeeds
+    assert sandbox_containers(sandbox) == []
+
+
+def test_sigterm_during_exec_kills_the_command_in_the_sandbox(sh: Cli, shared: dict[str, str]) -> None:
+    proc = subprocess.Popen(
+        [SANDBOXCTL, "exec", shared["id"], "--", "sh", "-c", "sleep 77"],
+        env=sh.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    for _ in range(50):
+        if "sleep 77" in sh.ok("exec", shared["id"], "--", "ps").stdout:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    assert "sleep 77" not in sh.ok("exec", shared["id"], "--", "ps").stdout

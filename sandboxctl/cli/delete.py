@@ -31,4 +31,4 @@ def delete_cmd(
     for outcome in failed:
         render.message(f"error: could not delete {outcome.sandbox_id}: {outcome.error} (kept as failed; retry later)")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(4 if all(o.unavailable for o in failed) else 1)

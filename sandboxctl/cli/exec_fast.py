@@ -9,6 +9,7 @@ as usual; both paths then run `run_exec` with the same values.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
     return write
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_exec(
     app: Context, sandbox: str, command: Sequence[str], *, timeout: str | None, workdir: str | None, env: list[str]
 ) -> int:
@@ -36,6 +41,8 @@ def run_exec(
     from sandboxctl.services.execution import exec_in_sandbox
 
     limit = parse_duration(timeout, allow_zero=False) if timeout is not None else None
+    # A cancelled CI step sends SIGTERM: unwind like Ctrl-C so the command in the sandbox is killed too.
+    signal.signal(signal.SIGTERM, _interrupt)
     result = exec_in_sandbox(
         app,
         sandbox,

@@ -6,13 +6,13 @@ record the same way.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from sandboxctl.backends.base import Backend, NotFound, Transient
+from sandboxctl.backends.base import Backend, NotFound, Transient, Unavailable
 from sandboxctl.errors import SandboxctlError
 from sandboxctl.labels import LABEL_ID
 from sandboxctl.registry.models import SandboxRecord, SandboxStatus
@@ -33,9 +33,13 @@ class SandboxDeletion:
     skipped: bool = False
     skip_reason: str | None = None
     freed_bytes: int | None = None
+    # The backend could not be reached (exit 4 rather than 1); not part of the JSON shape.
+    unavailable: bool = field(default=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("unavailable")
+        return data
 
 
 def remove_backend_resource(
@@ -85,7 +89,9 @@ def remove_backend_resource(
         return SandboxDeletion(sandbox_id, False, "deletion failed", attempts - 1, error=str(last))
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the sandbox, never lost
         error = str(exc) if isinstance(exc, SandboxctlError) else f"{type(exc).__name__}: {exc}"
-        return SandboxDeletion(sandbox_id, False, "deletion failed", attempts - 1, error=error)
+        return SandboxDeletion(
+            sandbox_id, False, "deletion failed", attempts - 1, error=error, unavailable=isinstance(exc, Unavailable)
+        )
     return SandboxDeletion(sandbox_id, True, "deleted", attempts - 1, freed_bytes=freed)
 
 
