@@ -72,13 +72,15 @@ class LocalBackend:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.root / spec.sandbox_id
         try:
-            (path / "workspace").mkdir(parents=True, mode=0o700)
+            # Labels first: a create killed midway still leaves a directory `cleanup --orphans` can judge.
+            path.mkdir(mode=0o700)
+            meta = {"labels": dict(spec.labels), "name": spec.name, "created_at": datetime.now(UTC).isoformat()}
+            (path / _META).write_text(json.dumps(meta))
             # The sandbox's own environment lives in the sandbox, like a container's; 0600.
             env_file = os.open(path / _ENV, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
             with os.fdopen(env_file, "w") as handle:
                 json.dump(dict(spec.env), handle)
-            meta = {"labels": dict(spec.labels), "name": spec.name, "created_at": datetime.now(UTC).isoformat()}
-            (path / _META).write_text(json.dumps(meta))
+            (path / "workspace").mkdir(mode=0o700)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -133,7 +135,9 @@ class LocalBackend:
         path = self._dir(backend_id)
         workspace = path / "workspace"
         cwd = workspace / request.workdir if request.workdir else workspace
-        env = {**os.environ, **json.loads((path / _ENV).read_text()), **request.env}
+        env_file = path / _ENV
+        created_env = json.loads(env_file.read_text()) if env_file.exists() else {}
+        env = {**os.environ, **created_env, **request.env}
         env["SANDBOXCTL_WORKSPACE"] = str(workspace)
         try:
             process = subprocess.Popen(
