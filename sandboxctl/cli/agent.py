@@ -1,12 +1,445 @@
-"""`sandboxctl agent-run` and `sandboxctl agent ...` (placeholder until agent-run lands)."""
+"""`sandboxctl agent-run` and `sandboxctl agent send|list|show`.
+
+The service reports progress only as events; this module turns them into one of
+three views: a rich live view on a terminal, plain pass-through lines off one,
+or nothing but the summary on stdout with `--json`.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
+
 import typer
+
+from sandboxctl.cli import render
+from sandboxctl.cli.options import BackendOption, EnvOption, JsonOption, LabelOption
+from sandboxctl.durations import format_duration, parse_duration
+from sandboxctl.errors import UsageError
+from sandboxctl.labels import parse_env, parse_labels
+from sandboxctl.services.agent_options import DEFAULT_HEARTBEAT_SECONDS, AgentRunOptions, KeepPolicy
+from sandboxctl.services.context import Context
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from sandboxctl.services.agent_run import AgentRunner
+
+ENV_HEARTBEAT = "SANDBOXCTL_HEARTBEAT_SECONDS"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 app = typer.Typer(help="Talk to and inspect agent runs.", no_args_is_help=True)
 
 
-def agent_run_cmd(ctx: typer.Context) -> None:
-    """Run one agent task in a fresh sandbox."""
-    raise typer.Exit(1)
+# -- views -----------------------------------------------------------------------
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}s" if value < 60 else format_duration(timedelta(seconds=value))
+
+
+def step_message(event: dict[str, Any]) -> str | None:
+    """One human line per step event (None: nothing worth a line)."""
+    kind = event["type"]
+    if kind == "run.started":
+        return f"started on {event['backend']}; output in {event['output_dir']}"
+    if kind == "sandbox.created":
+        return f"sandbox {event['sandbox_id']} created"
+    if kind == "workspace.ready":
+        base = f" at {event['base_commit'][:12]}" if event.get("base_commit") else ""
+        dirty = event.get("uncommitted_changes_ignored")
+        note = " (uncommitted changes in your checkout are not included)" if dirty else ""
+        return f"workspace ready{base}{note}"
+    if kind == "setup.finished" and not event.get("skipped"):
+        return f"setup {_outcome(event)}"
+    if kind == "agent.started":
+        return "agent started"
+    if kind == "agent.exited":
+        return f"agent {_outcome(event)}"
+    if kind == "result.collected":
+        if event.get("error"):
+            return f"warning: could not collect the result: {event['error']}"
+        return f"{len(event['changed_files'])} file(s) changed; patch: {event['patch_path']}"
+    if kind == "push.finished":
+        if event.get("pushed"):
+            return f"pushed {event['commit'][:12]} to branch {event['branch']} of {event['remote']}"
+        if event.get("error"):
+            return f"warning: push failed: {event['error']}"
+        return f"not pushed: {event.get('skip_reason')}"
+    if kind == "sandbox.deleted":
+        return f"sandbox {event['sandbox_id']} deleted"
+    if kind == "sandbox.kept":
+        sandbox = event["sandbox_id"]
+        prefix = "warning: " if event["reason"].startswith("deletion failed") else ""
+        hint = f"`sandboxctl exec {sandbox} -- sh` to look inside, `sandboxctl delete {sandbox}` when done"
+        return f"{prefix}sandbox {sandbox} kept: {event['reason']} ({hint})"
+    if kind == "run.interrupted":
+        return f"{event['signal']} received: collecting the result and finalizing"
+    if kind == "run.finished":
+        took = _seconds(event["duration_seconds"])
+        return f"{event['status']} (exit {event['exit_code']}) in {took}; summary: {event['summary_path']}"
+    return None
+
+
+def _outcome(event: dict[str, Any]) -> str:
+    if event.get("interrupted"):
+        return f"interrupted by {event['interrupted']}"
+    if event.get("timed_out"):
+        return f"timed out after {_seconds(event['duration_seconds'])}"
+    return f"exited {event['exit_code']} after {_seconds(event['duration_seconds'])}"
+
+
+class PlainView:
+    """Off a terminal: agent output passed through (stdout to stdout, stderr to stderr; both to stderr with
+    `--json`), step lines on stderr (only warnings with `--json`), and with `--events -` the JSON lines on
+    stdout (stderr with `--json`)."""
+
+    def __init__(self, *, json_mode: bool, events_to_console: bool) -> None:
+        self.json_mode = json_mode
+        self.events_stream: TextIO | None = (sys.stderr if json_mode else sys.stdout) if events_to_console else None
+        # With the events on stdout, the output is in them: stdout stays pure JSON lines.
+        self.pass_through = not (events_to_console and not json_mode)
+        self.lock = threading.Lock()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            if self.events_stream is not None:
+                self.events_stream.write(json.dumps(event, ensure_ascii=False) + "\n")
+                self.events_stream.flush()
+            kind = event["type"]
+            if kind.endswith(".output"):
+                if self.pass_through:
+                    stream = sys.stdout if event["stream"] == "stdout" and not self.json_mode else sys.stderr
+                    stream.write(event["text"])
+                    stream.flush()
+                return
+            line = step_message(event)
+            if line is None:
+                return
+            if line.startswith("warning:"):
+                render.message(line)
+            elif not self.json_mode:
+                render.message(f"agent-run {event['run_id']}: {line}")
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+# What the live view shows as the step once an event has happened.
+_LIVE_STEPS = {
+    "run.started": "preparing the workspace",
+    "sandbox.created": "uploading the workspace",
+    "setup.started": "setup",
+    "agent.started": "agent",
+    "agent.exited": "collecting the result",
+    "result.collected": "finalizing",
+    "run.interrupted": "collecting the result",
+}
+
+
+class LiveView:
+    """On a terminal: a rich live panel (step, elapsed, the last output lines) under a log of step lines."""
+
+    LINES = 12
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(highlight=False)
+        self.lock = threading.Lock()
+        self.run_id = ""
+        self.step = "starting"
+        self.sandbox_id: str | None = None
+        self.started = time.monotonic()
+        self.lines: deque[str] = deque(maxlen=self.LINES)
+        self.partial = ""
+        self.took: float | None = None  # set when the run finished: the clock stops
+        self.live: Any = None
+
+    def __rich__(self) -> RenderableType:
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.text import Text
+
+        with self.lock:
+            elapsed = _seconds(self.took if self.took is not None else time.monotonic() - self.started)
+            header = Text(f"step: {self.step}   elapsed: {elapsed}   sandbox: {self.sandbox_id or '-'}", style="bold")
+            shown = [*self.lines, self.partial] if self.partial else list(self.lines)
+            # One screen row per line: progress bars redraw with \r, long lines are cut.
+            body = [
+                Text.from_ansi(line.rsplit("\r", 1)[-1], no_wrap=True, overflow="ellipsis")
+                for line in shown[-self.LINES :]
+            ]
+        return Panel(Group(header, *body), title=f"agent-run {self.run_id}", title_align="left")
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        with self.lock:
+            self.run_id = event["run_id"]
+            if kind == "sandbox.created":
+                self.sandbox_id = event["sandbox_id"]
+            if kind == "run.finished":
+                self.took = event["duration_seconds"]
+            if kind == "run.finished":
+                self.step = event["status"]
+            else:
+                self.step = _LIVE_STEPS.get(kind, self.step)
+            if kind.endswith(".output"):
+                text = self.partial + event["text"]
+                *complete, self.partial = text.split("\n")
+                self.lines.extend(complete)
+                return
+        line = step_message(event)
+        if line is not None:
+            self.console.print(line, markup=False, soft_wrap=True)
+
+    def __enter__(self) -> LiveView:
+        from rich.live import Live
+
+        self.live = Live(self, console=self.console, refresh_per_second=4)
+        self.live.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.live.stop()
+
+
+@contextmanager
+def _stop_on_signals(runner: AgentRunner) -> Iterator[None]:
+    """SIGINT/SIGTERM/SIGHUP stop the agent; the run then collects and finalizes as after a timeout."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        runner.request_stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# -- commands --------------------------------------------------------------------
+def _read_task(task: str | None, task_file: str | None) -> str:
+    if task is not None and task_file is not None:
+        raise UsageError("give either --task or --task-file, not both")
+    if task_file is None:
+        return task or ""
+    if task_file == "-":
+        return sys.stdin.read()
+    try:
+        return Path(task_file).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read --task-file {task_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read --task-file {task_file}: not UTF-8 text") from None
+
+
+def _heartbeat_seconds() -> float:
+    raw = os.environ.get(ENV_HEARTBEAT)
+    if not raw:
+        return DEFAULT_HEARTBEAT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise UsageError(f"invalid {ENV_HEARTBEAT}={raw!r}: use a number of seconds greater than 0")
+    return value
+
+
+def _agent_command(args: list[str]) -> tuple[str, ...]:
+    """With `allow_interspersed_args` off, a leading `--` arrives in the arguments: drop it."""
+    if args[:1] == ["--"]:
+        args = args[1:]
+    elif args and args[0].startswith("-"):
+        raise UsageError(f"no such option: {args[0]} (the agent command goes after `--`)")
+    if not args:
+        raise UsageError("no agent command given: use `sandboxctl agent-run [OPTIONS] -- AGENT_CMD [ARG...]`")
+    return tuple(args)
+
+
+def agent_run_cmd(
+    ctx: typer.Context,
+    command: Annotated[
+        list[str] | None, typer.Argument(metavar="-- AGENT_CMD [ARG...]", help="The agent and its arguments.")
+    ] = None,
+    *,
+    backend: BackendOption = None,
+    image: Annotated[str | None, typer.Option("--image", "-i", help="Image (default: config `image`).")] = None,
+    repo: Annotated[
+        str | None,
+        typer.Option("--repo", metavar="PATH|URL", help="Repository to work on (default: an empty workspace)."),
+    ] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="Commit, branch or tag to start from (default HEAD).")] = (
+        None
+    ),
+    task: Annotated[str | None, typer.Option("--task", help="The task, in $SANDBOXCTL_TASK and a file.")] = None,
+    task_file: Annotated[
+        str | None, typer.Option("--task-file", metavar="FILE", help="Read the task from FILE (`-`: stdin).")
+    ] = None,
+    setup: Annotated[str | None, typer.Option("--setup", metavar="CMD", help="Run `sh -c CMD` first.")] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout", "-t", metavar="DUR", help="Stop setup and agent after DUR, exit 124 (config agent.timeout)."
+        ),
+    ] = None,
+    keep: Annotated[
+        KeepPolicy, typer.Option("--keep", help="Keep the sandbox afterwards: on-failure, always or never.")
+    ] = KeepPolicy.ON_FAILURE,
+    env: EnvOption = None,
+    label: LabelOption = None,
+    events: Annotated[
+        str | None, typer.Option("--events", metavar="FILE|-", help="Append JSON-line events to FILE (`-`: stdout).")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", metavar="DIR", help="Where patch and summary go.")
+    ] = None,
+    push_branch: Annotated[
+        str | None, typer.Option("--push-branch", metavar="NAME", help="Commit the result and push it to origin NAME.")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Run an agent on a copy of a repository in a fresh sandbox; collect its patch; finalize the sandbox."""
+    app: Context = ctx.obj
+    options = AgentRunOptions(
+        command=_agent_command(list(command or [])),
+        backend=backend or app.settings.backend,
+        image=image,
+        repo=repo,
+        ref=ref,
+        task=_read_task(task, task_file),
+        setup=setup,
+        timeout=parse_duration(timeout, allow_zero=False) if timeout is not None else None,
+        keep=keep,
+        env=parse_env(env or []),
+        labels=parse_labels(label or []),
+        output_dir=Path(output) if output is not None else None,
+        events_path=Path(events) if events not in (None, "-") else None,
+        push_branch=push_branch,
+        heartbeat_seconds=_heartbeat_seconds(),
+    )
+    from sandboxctl.services.agent_run import AgentRunner  # lazy, after parsing: keeps --help free of SQLModel
+
+    events_to_console = events == "-"
+    view: PlainView | LiveView
+    if not json_ and not events_to_console and sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        view = LiveView()
+    else:
+        view = PlainView(json_mode=json_, events_to_console=events_to_console)
+    runner = AgentRunner(app, options, listener=view.on_event)
+    with view, _stop_on_signals(runner):
+        summary = runner.run()
+    if json_:
+        render.emit_json(summary)
+    if summary["status"] == "timed_out":
+        limit = format_duration(timedelta(seconds=summary["timeout_seconds"]))
+        render.message(f"error: agent-run {summary['run_id']} timed out after {limit}: the agent was stopped")
+    raise typer.Exit(summary["exit_code"])
+
+
+@app.command("send")
+def send_cmd(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id or unique prefix.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The message (`-`: read it from stdin).")],
+    *,
+    json_: JsonOption = False,
+) -> None:
+    """Append a message to a running agent's inbox (`$SANDBOXCTL_INBOX`, one JSON line: ts, text)."""
+    from sandboxctl.services.agent_control import send_message
+
+    app: Context = ctx.obj
+    sent = send_message(app, run_id, sys.stdin.read().rstrip("\n") if text == "-" else text)
+    if json_:
+        render.emit_json(sent)
+
+
+RUN_COLUMNS = ("RUN", "STATUS", "EXIT", "BACKEND", "SANDBOX", "STARTED", "DURATION", "TASK")
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    *,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most N runs, newest first.")] = 50,
+    json_: JsonOption = False,
+) -> None:
+    """Recent agent runs, newest first."""
+    from sandboxctl.services.agent_control import list_agent_runs
+
+    app: Context = ctx.obj
+    runs = list_agent_runs(app, limit=limit)
+    if json_:
+        render.emit_json(runs)
+        return
+    rows = [
+        [
+            run["run_id"],
+            run["status"],
+            "-" if run["exit_code"] is None else str(run["exit_code"]),
+            run["backend"],
+            run["sandbox_id"] or "-",
+            render.relative(run["started_at"]),
+            _seconds(run["duration_seconds"]),
+            (run["task"].strip().splitlines() or ["-"])[0][:40],
+        ]
+        for run in runs
+    ]
+    render.table(RUN_COLUMNS, rows)
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id or unique prefix.")],
+    *,
+    json_: JsonOption = False,
+) -> None:
+    """One agent run: status, steps, exit code, changed files, patch, and what became of its sandbox."""
+    from sandboxctl.services.agent_control import show_run
+
+    app: Context = ctx.obj
+    run = show_run(app, run_id)
+    if json_:
+        render.emit_json(run)
+        return
+    width = max(len(key) for key in run)
+    for key, value in run.items():
+        shown = _show_value(key, value)
+        render.emit_line(f"{key.ljust(width)}  {'-' if shown in (None, '') else shown}")
+
+
+def _show_value(key: str, value: Any) -> str | None:
+    """`agent show` without --json: one readable line per field."""
+    if value in (None, "", [], {}):
+        return None
+    if key == "command":
+        return shlex.join(value)
+    if key == "steps":
+        return ", ".join(f"{name} {step['status']}" for name, step in value.items())
+    if key == "changed_files":
+        return ", ".join(f"{item['change']} {item['path']}" for item in value)
+    if key == "sandbox_deletion":
+        if value.get("skipped"):
+            return f"kept: {value['skip_reason']}"
+        return "deleted" if value["success"] else f"failed: {value['error']}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)

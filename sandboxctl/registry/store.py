@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, or_, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
@@ -30,7 +32,7 @@ from sandboxctl.registry.models import (
     SandboxStatus,
     SchemaMigration,
 )
-from sandboxctl.registry.states import LIVE_STATUSES, sources_of
+from sandboxctl.registry.states import LIVE_STATUSES, check_transition, sources_of
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -53,9 +55,18 @@ def _m002_agent_runs(conn: Connection) -> None:
     create_tables(conn)
 
 
+def _m003_cleanup_indexes(conn: Connection) -> None:
+    """Indexes for the cleanup planner's idle and --older-than scans (the expiry scan has its own)."""
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_sandbox_idle ON sandbox (idle_timeout_seconds, last_accessed)"
+    )
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_status_created ON sandbox (status, created_at)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_agent_runs", _m002_agent_runs),
+    ("m003_cleanup_indexes", _m003_cleanup_indexes),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -67,6 +78,24 @@ def prepare_sqlite_file(path: Path) -> None:
     os.close(fd)
 
 
+def _ensure_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (it persists, so this switches only a new file).
+
+    The switch takes an exclusive lock without waiting on busy_timeout: processes opening a
+    new registry at the same moment got "database is locked". They retry here instead.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -74,7 +103,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _ensure_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -169,7 +198,8 @@ class Registry:
                     return exact
                 if not ref:
                     break
-                prefixed = session.exec(select(model).where(col(model.id).startswith(ref, autoescape=True)).limit(2)).all()
+                by_prefix = select(model).where(col(model.id).startswith(ref, autoescape=True)).limit(2)
+                prefixed = session.exec(by_prefix).all()
             if len(prefixed) > 1:
                 raise UsageError(f"{ref!r} matches several sandboxes: give more of the id")
             if prefixed:
@@ -209,7 +239,9 @@ class Registry:
         """Record use (exec): the idle timeout counts from here."""
         self.update_fields(sandbox_id, last_accessed=now)
 
-    def archive(self, sandbox_id: str, *, reason: str, deletion: Mapping[str, Any], now: datetime) -> ArchivedSandbox | None:
+    def archive(
+        self, sandbox_id: str, *, reason: str, deletion: Mapping[str, Any], now: datetime
+    ) -> ArchivedSandbox | None:
         """Move a record to the archive (status `deleted`) in one transaction; None if already moved."""
         with self.writing() as session:
             record = session.get(SandboxRecord, sandbox_id)
@@ -239,7 +271,9 @@ class Registry:
             records = list(session.exec(query.order_by(col(SandboxRecord.created_at))).all())
         return [r for r in records if matches(r.labels, selector)] if selector else records
 
-    def list_archived(self, *, backend: str | None = None, selector: Mapping[str, str] | None = None) -> list[ArchivedSandbox]:
+    def list_archived(
+        self, *, backend: str | None = None, selector: Mapping[str, str] | None = None
+    ) -> list[ArchivedSandbox]:
         query = select(ArchivedSandbox)
         if backend:
             query = query.where(ArchivedSandbox.backend == backend)
@@ -256,3 +290,104 @@ class Registry:
     def count_live(self) -> int:
         with self.reading() as session:
             return session.exec(select(func.count()).select_from(SandboxRecord)).one()
+
+    # -- cleanup ---------------------------------------------------------
+    def claim(self, sandbox_id: str, *, seen_status: SandboxStatus, seen_changed_at: datetime, now: datetime) -> bool:
+        """Move a record to `deleting` only if it is exactly as the caller saw it (status and its time).
+
+        One conditional UPDATE: of several cleanups that planned the same sandbox exactly
+        one wins, and none acts on a record that changed after it was judged (e.g. one
+        another cleanup already retried). A `deleting` record whose claimer died is
+        re-claimed the same way: it stays `deleting`, its clock restarts.
+        """
+        if seen_status is not SandboxStatus.DELETING:
+            check_transition(seen_status, SandboxStatus.DELETING)
+        with self.writing() as session:
+            result = session.exec(
+                update(SandboxRecord)
+                .where(
+                    col(SandboxRecord.id) == sandbox_id,
+                    col(SandboxRecord.status) == seen_status.value,
+                    col(SandboxRecord.status_changed_at) == seen_changed_at,
+                )
+                .values(status=SandboxStatus.DELETING.value, status_changed_at=now)
+            )
+            return result.rowcount == 1
+
+    def past_deadline(
+        self,
+        now: datetime,
+        *,
+        statuses: Sequence[SandboxStatus],
+        older_than: timedelta | None = None,
+        backend: str | None = None,
+    ) -> list[SandboxRecord]:
+        """Records in `statuses` past their expiry or idle timeout, or (with `older_than`) created before
+        `now - older_than`. Each test is an indexed range query, so the archive-sized past costs nothing."""
+        status_values = [s.value for s in statuses]
+
+        def live(query: Any) -> Any:
+            query = query.where(col(SandboxRecord.status).in_(status_values))
+            return query.where(SandboxRecord.backend == backend) if backend else query
+
+        found: dict[str, SandboxRecord] = {}
+        with self.reading() as session:
+            queries = [live(select(SandboxRecord)).where(col(SandboxRecord.expires_at) <= now)]
+            # One range query per distinct idle timeout (few in practice) keeps `last_accessed` indexed
+            # and avoids database-specific date arithmetic.
+            timeouts = session.exec(
+                select(SandboxRecord.idle_timeout_seconds)
+                .where(col(SandboxRecord.idle_timeout_seconds).is_not(None))
+                .distinct()
+            ).all()
+            for seconds in timeouts:
+                queries.append(
+                    live(select(SandboxRecord)).where(
+                        SandboxRecord.idle_timeout_seconds == seconds,
+                        col(SandboxRecord.last_accessed) <= now - timedelta(seconds=seconds),
+                    )
+                )
+            if older_than is not None:
+                queries.append(live(select(SandboxRecord)).where(col(SandboxRecord.created_at) < now - older_than))
+            for query in queries:
+                for record in session.exec(query).all():
+                    found.setdefault(record.id, record)
+        return sorted(found.values(), key=lambda r: (r.created_at, r.id))
+
+    def get_many(self, sandbox_ids: Sequence[str]) -> list[SandboxRecord]:
+        with self.reading() as session:
+            return list(session.exec(select(SandboxRecord).where(col(SandboxRecord.id).in_(list(sandbox_ids)))).all())
+
+    def live_refs(self, *, backend: str | None = None) -> list[Row[Any]]:
+        """(id, backend, backend_id, status) of every live record: cheap rows for matching backend resources."""
+        query = select(SandboxRecord.id, SandboxRecord.backend, SandboxRecord.backend_id, SandboxRecord.status)
+        if backend:
+            query = query.where(SandboxRecord.backend == backend)
+        with self.reading() as session:
+            return list(session.exec(query).all())
+
+    def archive_orphan(self, archived: ArchivedSandbox) -> bool:
+        """Record a backend resource deleted without a live record; False when its id is already known."""
+        with self.writing() as session:
+            if session.get(ArchivedSandbox, archived.id) is not None or session.get(SandboxRecord, archived.id):
+                return False
+            session.add(archived)
+        return True
+
+    def count_archived_before(self, before: datetime) -> int:
+        with self.reading() as session:
+            query = select(func.count()).select_from(ArchivedSandbox).where(col(ArchivedSandbox.archived_at) < before)
+            return session.exec(query).one()
+
+    def count_past_expiry(self, now: datetime) -> int:
+        """Live records whose expiry has passed (a growing number means cleanup is not keeping up)."""
+        with self.reading() as session:
+            query = (
+                select(func.count())
+                .select_from(SandboxRecord)
+                .where(
+                    col(SandboxRecord.status).in_([s.value for s in LIVE_STATUSES]),
+                    col(SandboxRecord.expires_at) <= now,
+                )
+            )
+            return session.exec(query).one()

@@ -1,0 +1,543 @@
+"""`agent-run`: one agent task in a fresh sandbox, from a repository to a patch, always finalized and recorded.
+
+Steps: prepare (host copy of the repo) -> create -> workspace (upload) -> setup
+-> agent -> collect (patch) -> push -> finalize (delete or keep). The run's row
+in `agent_runs` is committed before anything else and updated at every step;
+the sandbox carries the label `agent-run.id=<run id>`, so no sandbox exists
+without a record saying why. Progress is reported only as events (services
+never print); the CLI renders them.
+
+Interruption: `AgentRunner.request_stop` (called from the CLI's SIGINT/SIGTERM
+handler) raises `RunInterrupted` while a step is blocked (clone, create, upload,
+setup, agent), which kills the command in the sandbox; collection and
+finalization then run as after a timeout, and are never interrupted themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sandboxctl.backends.base import ExecRequest, ExecResult
+from sandboxctl.config import atomic_write
+from sandboxctl.errors import SandboxctlError, UsageError
+from sandboxctl.registry.agent_runs import (
+    AgentRun,
+    AgentRunStatus,
+    ensure_tables,
+    insert_run,
+    update_run,
+)
+from sandboxctl.registry.models import SandboxRecord
+from sandboxctl.registry.store import new_sandbox_id
+from sandboxctl.services.agent_options import AgentRunOptions, KeepPolicy
+from sandboxctl.services.context import Context
+from sandboxctl.services.deletion import SandboxDeletion, delete_sandbox
+from sandboxctl.services.events import EventListener, EventLog, Heartbeat, Redactor, StreamRedactor, timestamp
+from sandboxctl.services.lifecycle import CreateOptions, create_sandbox
+from sandboxctl.services.workspace import (
+    CONTROL_DIR,
+    RepoSource,
+    Scratch,
+    check_branch_name,
+    locate_repo,
+    resolve_commit,
+)
+
+LABEL_RUN_ID = "agent-run.id"
+TASK_FILE = f"{CONTROL_DIR}/task.md"
+INBOX_FILE = f"{CONTROL_DIR}/inbox.jsonl"
+EXIT_TIMEOUT = 124
+
+
+class RunInterrupted(BaseException):
+    """Raised in the main thread to unblock the running step. A BaseException, like KeyboardInterrupt,
+    so that no `except Exception` on the way (SDKs, retries) swallows it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _exit_code_for(reason: str) -> int:
+    """SIGINT -> 130, SIGTERM -> 143, as a shell reports a command killed by that signal."""
+    try:
+        return 128 + signal.Signals[reason].value
+    except KeyError:
+        return 130
+
+
+class AgentRunner:
+    """One run. `run()` returns the summary (the run's JSON record); the CLI may call `request_stop`."""
+
+    def __init__(self, ctx: Context, options: AgentRunOptions, listener: EventListener | None = None) -> None:
+        self.ctx = ctx
+        self.options = options
+        self.listener = listener
+        self.run_id = new_sandbox_id()
+        self.redact = Redactor(options.env.values())
+        self.stop_reason: str | None = None
+        self._interruptible = False
+        self._clock_start = time.monotonic()
+        self.record: AgentRun | None = None
+        self.events: EventLog | None = None
+        self.sandbox: SandboxRecord | None = None
+        self.uploaded = False
+        self.setup_result: ExecResult | None = None
+        self.agent_result: ExecResult | None = None
+        self.timed_out = False
+        self.interrupted: str | None = None
+        self.failure: BaseException | None = None  # sandboxctl's own failure, re-raised after finalizing
+        self.output_failed = False  # the agent succeeded but its patch or push could not be produced
+
+    # -- interruption --------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Ask the run to stop (from a signal handler). Raises `RunInterrupted` at once if a step is blocked;
+        otherwise the next blocking step does. Later requests are ignored: finalizing is never cut short."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        if self._interruptible:
+            self._interruptible = False
+            raise RunInterrupted(reason)
+
+    @contextmanager
+    def _interruptible_section(self) -> Iterator[None]:
+        # Flag first, then check: a signal landing between the two is caught by one or the other.
+        self._interruptible = True
+        try:
+            if self.stop_reason is not None:
+                raise RunInterrupted(self.stop_reason)
+            yield
+        finally:
+            self._interruptible = False
+
+    # -- bookkeeping ---------------------------------------------------------
+    def _elapsed(self) -> float:
+        return round(time.monotonic() - self._clock_start, 3)
+
+    def _emit(self, type_: str, **fields: Any) -> None:
+        assert self.events is not None
+        self.events.emit(type_, **fields)
+
+    def _save(self, **fields: Any) -> None:
+        assert self.record is not None
+        for key, value in fields.items():
+            setattr(self.record, key, value)
+        update_run(self.ctx.registry, self.run_id, **fields)
+
+    @contextmanager
+    def _step(self, name: str) -> Iterator[dict[str, Any]]:
+        """Record the step's start and outcome in the run's row; the body may set `status` and details."""
+        assert self.record is not None
+        entry: dict[str, Any] = {"status": "running", "started_at": timestamp()}
+        steps = {**self.record.steps, name: entry}
+        self._save(step=name, steps=steps)
+        started = time.monotonic()
+        try:
+            yield entry
+        except (RunInterrupted, KeyboardInterrupt):
+            entry["status"] = "interrupted"
+            raise
+        except BaseException as exc:
+            entry["status"] = "error"
+            entry["error"] = self.redact(str(exc) or type(exc).__name__)
+            raise
+        finally:
+            if entry["status"] == "running":
+                entry["status"] = "ok"
+            entry["finished_at"] = timestamp()
+            entry["duration_seconds"] = round(time.monotonic() - started, 3)
+            self._save(steps={**self.record.steps, name: entry})
+
+    # -- the run -------------------------------------------------------------
+    def _validate(self, source: RepoSource, output_dir: Path) -> None:
+        """Everything that can be refused before a row or a sandbox exists."""
+        options = self.options
+        if not options.command:
+            raise UsageError("no agent command given: use `sandboxctl agent-run [OPTIONS] -- AGENT_CMD [ARG...]`")
+        if options.heartbeat_seconds <= 0:
+            raise UsageError("the heartbeat interval must be greater than 0 seconds")
+        if options.ref and source.kind != "git":
+            raise UsageError("--ref needs a git repository or URL as --repo")
+        if options.push_branch is not None:
+            if source.kind != "git":
+                raise UsageError("--push-branch needs a git repository or URL as --repo")
+            if source.origin is None:
+                raise UsageError(f"--push-branch: {source.display} has no `origin` remote to push to")
+            check_branch_name(options.push_branch)
+        if source.kind == "git" and not source.is_remote and source.location is not None:
+            resolve_commit(Path(source.location), options.ref or "HEAD", display=source.display)
+        if source.root is not None:
+            for what, path in (("--output", output_dir), ("--events", options.events_path)):
+                if path is not None and _inside(path, source.root):
+                    raise UsageError(f"{what} {path} is inside the repository {source.root}, which is never written to")
+        self.ctx.backend(options.backend)  # an unknown backend is exit 2 before anything exists
+
+    def run(self) -> dict[str, Any]:
+        options = self.options
+        settings = self.ctx.settings
+        source = locate_repo(options.repo)
+        output_dir = (options.output_dir or settings.paths.data_dir / "runs" / self.run_id).absolute()
+        self._validate(source, output_dir)
+        timeout: timedelta = options.timeout or settings.get("agent.timeout")
+        output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files = [output_dir / "events.jsonl"]
+        if options.events_path is not None and options.events_path.absolute() != files[0]:
+            files.append(options.events_path)
+        registry = self.ctx.registry
+        ensure_tables(registry)
+        self.events = EventLog(self.run_id, files=files, listener=self.listener, redactor=self.redact)
+        self.record = AgentRun(
+            id=self.run_id,
+            backend=options.backend,
+            image=options.image,
+            repo=source.display,
+            ref=options.ref,
+            task=self.redact(options.task),
+            command=[self.redact(arg) for arg in options.command],
+            setup_command=self.redact(options.setup) if options.setup is not None else None,
+            env_keys=sorted(options.env),
+            labels=dict(options.labels),
+            keep=str(options.keep),
+            timeout_seconds=int(timeout.total_seconds()),
+            output_dir=str(output_dir),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self.ctx.now(),
+        )
+        insert_run(registry, self.record)
+        self._emit(
+            "run.started",
+            backend=options.backend,
+            image=options.image,
+            repo=source.display,
+            ref=options.ref,
+            command=self.record.command,
+            setup=self.record.setup_command,
+            keep=str(options.keep),
+            timeout_seconds=self.record.timeout_seconds,
+            env_keys=self.record.env_keys,
+            output_dir=str(output_dir),
+        )
+        heartbeat = Heartbeat(options.heartbeat_seconds, self._beat)
+        heartbeat.start()
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"sandboxctl-run-{self.run_id}-") as temp:
+                scratch = Scratch(Path(temp))
+                self._guarded(lambda: self._active(source, scratch, timeout))
+                self._collect(scratch, output_dir)
+                self._push(scratch, source)
+            self._finalize()
+        finally:
+            heartbeat.stop()
+        summary = self._finish(output_dir)
+        if self.failure is not None:
+            raise self.failure
+        return summary
+
+    def _beat(self) -> None:
+        assert self.record is not None
+        self._emit("heartbeat", step=self.record.step, elapsed_seconds=self._elapsed())
+
+    def _guarded(self, body: Callable[[], None]) -> None:
+        """Run the interruptible steps; whatever stops them is recorded, never lost, and finalizing follows."""
+        try:
+            body()
+        except RunInterrupted as exc:
+            self.interrupted = exc.reason
+        except KeyboardInterrupt:  # no signal handler installed (a library caller): Ctrl-C still finalizes
+            self.interrupted = "SIGINT"
+        except Exception as exc:  # noqa: BLE001 - recorded and re-raised once the sandbox is finalized
+            self.failure = exc
+        if self.interrupted is not None:
+            self._emit("run.interrupted", signal=self.interrupted, step=self.record.step if self.record else None)
+        elif self.failure is not None:
+            message = self.redact(str(self.failure) or type(self.failure).__name__)
+            self._emit("run.error", step=self.record.step if self.record else None, error=message)
+
+    def _active(self, source: RepoSource, scratch: Scratch, timeout: timedelta) -> None:
+        options = self.options
+        with self._step("prepare"), self._interruptible_section():
+            base_commit = scratch.prepare(source, options.ref, history=options.push_branch is not None)
+            dirty = scratch.uncommitted_changes(source)
+        self._save(base_commit=base_commit)
+
+        with self._step("create") as entry:
+            ttl = max(self.ctx.settings.ttl_for("default") or timedelta(0), timeout + timedelta(hours=1))
+            create = CreateOptions(
+                backend=options.backend,
+                image=options.image,
+                name=f"agent-run-{self.run_id}",
+                ttl=ttl,  # never expire under a running agent
+                labels={**options.labels, LABEL_RUN_ID: self.run_id},
+            )
+            with self._interruptible_section():
+                self.sandbox = create_sandbox(self.ctx, create)
+            entry["sandbox_id"] = self.sandbox.id
+            self._save(sandbox_id=self.sandbox.id, image=self.sandbox.image)
+        self._emit(
+            "sandbox.created",
+            sandbox_id=self.sandbox.id,
+            name=self.sandbox.name,
+            backend=self.sandbox.backend,
+            backend_id=self.sandbox.backend_id,
+            image=self.sandbox.image,
+        )
+
+        backend = self.ctx.backend(self.sandbox.backend)
+        assert self.sandbox.backend_id is not None
+        with self._step("workspace") as entry:
+            workspace = backend.workspace_path(self.sandbox.backend_id)
+            archive = scratch.archive({TASK_FILE: options.task.encode(), INBOX_FILE: b""})
+            with self._interruptible_section():
+                backend.upload_archive(self.sandbox.backend_id, workspace, archive)
+            self.uploaded = True
+            entry["bytes"] = len(archive)
+            self._save(workspace_path=workspace)
+        self._emit(
+            "workspace.ready",
+            path=workspace,
+            base_commit=base_commit,
+            bytes=len(archive),
+            uncommitted_changes_ignored=dirty,
+        )
+
+        deadline = time.monotonic() + timeout.total_seconds()
+        env = {
+            **options.env,
+            "SANDBOXCTL_RUN_ID": self.run_id,
+            "SANDBOXCTL_WORKSPACE": workspace,
+            "SANDBOXCTL_TASK": options.task,
+            "SANDBOXCTL_TASK_FILE": posixpath.join(workspace, TASK_FILE),
+            "SANDBOXCTL_INBOX": posixpath.join(workspace, INBOX_FILE),
+        }
+        if options.setup is not None:
+            self.setup_result = self._run_step("setup", ("sh", "-c", options.setup), env, workspace, deadline)
+            if self.setup_result.timed_out or self.setup_result.exit_code != 0:
+                self.timed_out = self.setup_result.timed_out
+                return
+        else:
+            self._emit("setup.finished", skipped=True, exit_code=None)
+        self.agent_result = self._run_step("agent", options.command, env, workspace, deadline)
+        self.timed_out = self.agent_result.timed_out
+
+    def _run_step(
+        self, name: str, command: tuple[str, ...], env: dict[str, str], workspace: str, deadline: float
+    ) -> ExecResult:
+        """Run setup or the agent: output streamed as `<name>.output` events, bounded by the run's deadline."""
+        assert self.sandbox is not None and self.sandbox.backend_id is not None
+        backend = self.ctx.backend(self.sandbox.backend)
+        streams = {"stdout": StreamRedactor(self.redact), "stderr": StreamRedactor(self.redact)}
+
+        def sink(stream: str) -> Any:
+            def write(chunk: bytes) -> None:
+                text = streams[stream].feed(chunk)
+                if text:
+                    self._emit(f"{name}.output", stream=stream, text=text)
+
+            return write
+
+        request = ExecRequest(
+            command=tuple(command),
+            on_stdout=sink("stdout"),
+            on_stderr=sink("stderr"),
+            env=env,
+            workdir=workspace,
+            timeout_seconds=max(deadline - time.monotonic(), 0.001),
+        )
+        self._emit(f"{name}.started", command=[self.redact(arg) for arg in command])
+        started = time.monotonic()
+        result: ExecResult | None = None
+        interrupted: str | None = None
+        with self._step(name) as entry:
+            try:
+                with self._interruptible_section():
+                    result = backend.exec(self.sandbox.backend_id, request)
+            except RunInterrupted as exc:
+                interrupted = exc.reason
+                raise
+            finally:
+                for stream, redactor in streams.items():
+                    if text := redactor.flush():
+                        self._emit(f"{name}.output", stream=stream, text=text)
+                outcome = {
+                    "exit_code": result.exit_code if result and not result.timed_out else None,
+                    "timed_out": bool(result and result.timed_out),
+                    "interrupted": interrupted,
+                    "duration_seconds": round(time.monotonic() - started, 3),
+                }
+                entry.update(outcome)
+                if result is not None:
+                    entry["status"] = "timed_out" if result.timed_out else "ok" if result.exit_code == 0 else "failed"
+                self._emit("agent.exited" if name == "agent" else f"{name}.finished", **outcome)
+        assert result is not None
+        return result
+
+    # -- after the agent -----------------------------------------------------
+    def _collect(self, scratch: Scratch, output_dir: Path) -> None:
+        if self.sandbox is None or self.sandbox.backend_id is None or not self.uploaded:
+            return
+        assert self.record is not None and self.record.workspace_path is not None
+        backend = self.ctx.backend(self.sandbox.backend)
+        patch_path = output_dir / "patch.diff"
+        try:
+            with self._step("collect") as entry:
+                result = scratch.collect(backend.download_archive(self.sandbox.backend_id, self.record.workspace_path))
+                atomic_write(patch_path, result.patch)
+                listing = "".join(f"{item['path']}\n" for item in result.changed_files)
+                atomic_write(output_dir / "changed-files.txt", listing.encode(errors="surrogateescape"))
+                entry.update(changed_files=len(result.changed_files), patch_bytes=len(result.patch))
+        except Exception as exc:  # noqa: BLE001 - a lost result is recorded; the sandbox must still be finalized
+            error = self.redact(str(exc) or type(exc).__name__)
+            self.output_failed = True
+            self._save(error=self.record.error or f"collecting the result failed: {error}")
+            self._emit("result.collected", error=error, changed_files=[], patch_path=None)
+            return
+        self._save(changed_files=result.changed_files, patch_path=str(patch_path))
+        self._emit(
+            "result.collected",
+            changed_files=result.changed_files,
+            patch_path=str(patch_path),
+            patch_bytes=len(result.patch),
+            skipped=result.skipped,
+        )
+
+    def _agent_succeeded(self) -> bool:
+        return (
+            self.interrupted is None
+            and self.failure is None
+            and not self.timed_out
+            and self.agent_result is not None
+            and self.agent_result.exit_code == 0
+        )
+
+    def _push(self, scratch: Scratch, source: RepoSource) -> None:
+        branch = self.options.push_branch
+        if branch is None:
+            return
+        assert self.record is not None and source.origin is not None
+        push: dict[str, Any] = {"branch": branch, "remote": source.display, "commit": None, "pushed": False}
+        if not self._agent_succeeded() or self.output_failed:
+            push["skip_reason"] = "the agent did not succeed"
+        elif not self.record.changed_files:
+            push["skip_reason"] = "no changes"
+        else:
+            message = f"agent-run {self.run_id}\n\n{self.options.task.strip()}\n".strip() + "\n"
+            try:
+                with self._step("push"):
+                    push["commit"] = scratch.push(source.origin, branch, message)
+                push["pushed"] = True
+            except Exception as exc:  # noqa: BLE001 - recorded; the sandbox must still be finalized
+                push["error"] = self.redact(str(exc) or type(exc).__name__)
+                self.output_failed = True
+                self._save(error=self.record.error or f"pushing the result failed: {push['error']}")
+        self._save(push=push)
+        self._emit("push.finished", **push)
+
+    def _status(self) -> AgentRunStatus:
+        if self.interrupted is not None:
+            return AgentRunStatus.INTERRUPTED
+        if self.timed_out:
+            return AgentRunStatus.TIMED_OUT
+        if self.failure is not None:
+            return AgentRunStatus.ERROR
+        if self._agent_succeeded() and not self.output_failed:
+            return AgentRunStatus.SUCCEEDED
+        return AgentRunStatus.FAILED
+
+    def _exit_code(self) -> int:
+        if self.interrupted is not None:
+            return _exit_code_for(self.interrupted)
+        if self.timed_out:
+            return EXIT_TIMEOUT
+        if self.setup_result is not None and self.setup_result.exit_code != 0:
+            return self.setup_result.exit_code
+        if self.agent_result is not None:
+            if self.agent_result.exit_code == 0 and self.output_failed:
+                return 1
+            return self.agent_result.exit_code
+        failure = self.failure
+        return failure.exit_code if isinstance(failure, SandboxctlError) else 1
+
+    def _find_sandbox(self) -> SandboxRecord | None:
+        """The run's sandbox, even if an interruption came between its creation and `create_sandbox` returning."""
+        if self.sandbox is not None:
+            return self.sandbox
+        found = self.ctx.registry.list_live(selector={LABEL_RUN_ID: self.run_id})
+        return found[0] if found else None
+
+    def _finalize(self) -> None:
+        assert self.record is not None
+        sandbox = self._find_sandbox()
+        if sandbox is None:
+            return
+        status = self._status()
+        policy = self.options.keep
+        keep_reason: str | None = None
+        if policy is KeepPolicy.ALWAYS:
+            keep_reason = "--keep always"
+        elif policy is KeepPolicy.ON_FAILURE and status is not AgentRunStatus.SUCCEEDED:
+            keep_reason = f"run {status} (--keep on-failure keeps it for debugging)"
+        if keep_reason is not None:
+            deletion = SandboxDeletion(sandbox.id, False, "kept", skipped=True, skip_reason=keep_reason)
+            self._save(sandbox_deletion=deletion.to_json())
+            self._emit("sandbox.kept", sandbox_id=sandbox.id, reason=keep_reason, sandbox_deletion=deletion.to_json())
+            return
+        with self._step("finalize") as entry:
+            try:
+                deletion = delete_sandbox(
+                    self.ctx.registry, self.ctx.backend(sandbox.backend), sandbox, now=self.ctx.now()
+                )
+            except Exception as exc:  # noqa: BLE001 - a failed deletion is reported, never fails the run
+                error = self.redact(str(exc) or type(exc).__name__)
+                deletion = SandboxDeletion(sandbox.id, False, "deletion failed", error=error)
+            entry["status"] = "ok" if deletion.success else "failed"
+        self._save(sandbox_deletion=deletion.to_json())
+        if deletion.success:
+            self._emit("sandbox.deleted", sandbox_id=sandbox.id, sandbox_deletion=deletion.to_json())
+        else:
+            reason = f"deletion failed: {deletion.error}"
+            self._emit("sandbox.kept", sandbox_id=sandbox.id, reason=reason, sandbox_deletion=deletion.to_json())
+
+    def _finish(self, output_dir: Path) -> dict[str, Any]:
+        assert self.record is not None and self.events is not None
+        status = self._status()
+        finished = self.ctx.now()
+        fields: dict[str, Any] = {
+            "status": str(status),
+            "step": "done",
+            "exit_code": self._exit_code(),
+            "finished_at": finished,
+            "duration_seconds": self._elapsed(),
+        }
+        if self.failure is not None and self.record.error is None:
+            fields["error"] = self.redact(str(self.failure) or type(self.failure).__name__)
+        self._save(**fields)
+        summary = self.record.to_json()
+        summary_path = output_dir / "summary.json"
+        summary.update(summary_path=str(summary_path), events_path=str(output_dir / "events.jsonl"))
+        atomic_write(summary_path, (json.dumps(summary, indent=2) + "\n").encode())
+        self._emit(
+            "run.finished",
+            status=summary["status"],
+            exit_code=summary["exit_code"],
+            duration_seconds=summary["duration_seconds"],
+            summary_path=str(summary_path),
+        )
+        self.events.close()
+        return summary

@@ -1,0 +1,313 @@
+"""The repository on the host side of an agent run.
+
+A private scratch git repository holds the pristine tree (uploaded into the
+sandbox as a tar, so the image needs no git) and, after the run, the workspace
+downloaded back, so the patch is plain `git diff --binary` against the starting
+commit. The user's own repository is only ever read: the starting commit is
+fetched from it (upload-pack only reads), and every git command run in it has
+optional locks off (no index refresh). Not alternates: writing an object that
+already exists in an alternate "freshens" the alternate's file, a write.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from sandboxctl.errors import OperationFailed, UsageError
+
+# Files sandboxctl itself puts in the workspace: never part of the result.
+CONTROL_DIR = ".sandboxctl"
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
+_INTERNAL_IDENTITY = {
+    "GIT_AUTHOR_NAME": "sandboxctl",
+    "GIT_AUTHOR_EMAIL": "sandboxctl@localhost",
+    "GIT_COMMITTER_NAME": "sandboxctl",
+    "GIT_COMMITTER_EMAIL": "sandboxctl@localhost",
+}
+_CHANGE_NAMES = {"A": "added", "M": "modified", "D": "deleted", "T": "type_changed"}
+
+
+class GitFailed(OperationFailed):
+    """A git command failed; the message is git's own first line, credentials stripped."""
+
+
+def is_url(repo: str) -> bool:
+    return "://" in repo or bool(_SCP_LIKE.match(repo))
+
+
+def safe_url(url: str) -> str:
+    """The URL without its user info (`https://TOKEN@host/...` -> `https://***@host/...`): safe to record."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
+def _git(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    hide: str | None = None,
+) -> bytes:
+    """Run git and return its stdout; failure raises GitFailed with git's message (`hide` masked)."""
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", **(env or {})}
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, env=full_env, capture_output=True, stdin=subprocess.DEVNULL, check=False
+        )
+    except FileNotFoundError:
+        raise UsageError("git is not installed on this machine: agent-run needs it on the host") from None
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+        detail = next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[0] if lines else "")
+        if hide:
+            detail = detail.replace(hide, safe_url(hide))
+        raise GitFailed(f"git {args[0]} failed: {detail.strip() or f'exit {proc.returncode}'}")
+    return proc.stdout
+
+
+def _git_text(args: Sequence[str], **kwargs: Any) -> str:
+    return _git(args, **kwargs).decode().strip()
+
+
+@dataclass(frozen=True)
+class RepoSource:
+    """Where the workspace comes from. `location` may hold credentials: record `display` only."""
+
+    kind: Literal["git", "directory", "empty"]
+    location: str | None = None  # absolute local path, or the URL as given
+    display: str | None = None
+    root: Path | None = None  # the local directory sandboxctl must never write into
+    origin: str | None = None  # where --push-branch pushes (git only)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.location is not None and is_url(self.location)
+
+
+def locate_repo(repo: str | None) -> RepoSource:
+    """Classify `--repo` without touching it: a git URL, a local git repository, a plain directory or nothing."""
+    if not repo:
+        return RepoSource("empty")
+    if is_url(repo):
+        return RepoSource("git", location=repo, display=safe_url(repo), origin=repo)
+    path = Path(repo).expanduser().resolve()
+    if not path.is_dir():
+        raise UsageError(f"--repo {repo}: no such directory (give a local path or a git URL)")
+    try:
+        inside = _git_text(["rev-parse", "--is-inside-work-tree", "--is-bare-repository"], cwd=path).split()
+    except GitFailed:
+        return RepoSource("directory", location=str(path), display=str(path), root=path)
+    if inside[:1] == ["true"]:
+        root = Path(_git_text(["rev-parse", "--show-toplevel"], cwd=path))
+    else:
+        root = Path(_git_text(["rev-parse", "--path-format=absolute", "--git-dir"], cwd=path))
+    return RepoSource("git", location=str(path), display=str(path), root=root, origin=_origin_of(path, root))
+
+
+def _origin_of(path: Path, root: Path) -> str | None:
+    try:
+        url = _git_text(["remote", "get-url", "origin"], cwd=path)
+    except GitFailed:
+        return None
+    if not is_url(url) and not Path(url).is_absolute():
+        url = str((root / url).resolve())  # relative to the repository, not to wherever we push from
+    return url
+
+
+def resolve_commit(repository: Path, ref: str, *, display: str | None = None) -> str:
+    """`ref` (branch, tag, sha, `HEAD~2`...) -> the full commit id; unknown is a usage error (exit 2)."""
+    try:
+        return _git_text(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd=repository)
+    except GitFailed:
+        raise UsageError(f"--ref {ref}: no such commit, branch or tag in {display or repository}") from None
+
+
+def check_branch_name(name: str) -> None:
+    try:
+        _git(["check-ref-format", "--branch", name])
+    except GitFailed:
+        raise UsageError(f"invalid --push-branch {name!r}: not a valid git branch name") from None
+
+
+@dataclass(frozen=True)
+class WorkspaceResult:
+    patch: bytes
+    changed_files: list[dict[str, str]]
+    skipped: list[str] = field(default_factory=list)  # members not restored on the host (unsafe paths)
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def _strip_top(name: str) -> str | None:
+    """`workspace/src/a.py` -> `src/a.py` (download archives are named from the workspace's parent)."""
+    name = name.lstrip("/")
+    name = name.removeprefix("./")
+    _top, _sep, rest = name.partition("/")
+    return rest.rstrip("/") or None
+
+
+def _is_control(name: str) -> bool:
+    first = name.split("/", 1)[0]
+    return first in (".git", CONTROL_DIR)
+
+
+class Scratch:
+    """A private git repository in a temp directory: first the pristine tree, then the returned one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tree = root / "tree"
+        self.base_commit: str | None = None
+        self.skipped: list[str] = []
+
+    def git(self, *args: str, env: Mapping[str, str] | None = None) -> bytes:
+        return _git(args, cwd=self.tree, env=env)
+
+    # -- before the run ------------------------------------------------------
+    def prepare(self, source: RepoSource, ref: str | None, *, history: bool = False) -> str | None:
+        """Fill the tree from `source` at `ref`; return the starting commit (None unless git).
+
+        `history` fetches the commit's whole history instead of it alone: pushing a result
+        needs it when the remote lacks commits the user has not pushed."""
+        _git(["init", "-q", str(self.tree)])
+        for key, value in (
+            ("core.autocrlf", "false"),
+            ("core.safecrlf", "false"),
+            ("core.symlinks", "true"),
+            ("core.excludesFile", os.devnull),
+            ("gc.auto", "0"),
+            ("commit.gpgSign", "false"),
+        ):
+            self.git("config", key, value)
+        (self.tree / ".git" / "info").mkdir(exist_ok=True)
+        (self.tree / ".git" / "info" / "exclude").write_text(f"/{CONTROL_DIR}/\n")
+        if source.kind == "git":
+            self.base_commit = self._checkout(source, ref or "HEAD", history=history)
+            return self.base_commit
+        if ref:
+            raise UsageError("--ref needs a git repository as --repo")
+        if source.kind == "directory" and source.root is not None:
+            shutil.copytree(source.root, self.tree, symlinks=True, dirs_exist_ok=True)
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "--no-verify", "-m", "pristine", env=_INTERNAL_IDENTITY)
+        self.base_commit = self.git("rev-parse", "HEAD").decode().strip()
+        return None
+
+    def _checkout(self, source: RepoSource, ref: str, *, history: bool) -> str:
+        assert source.location is not None
+        if source.is_remote:
+            read_from = self.root / "source.git"
+            _git(["clone", "--bare", "--quiet", "--", source.location, str(read_from)], hide=source.location)
+        else:
+            read_from = Path(source.location)
+        commit = resolve_commit(read_from, ref, display=source.display)
+        self.git("fetch", "--quiet", "--no-tags", *([] if history else ["--depth=1"]), str(read_from), commit)
+        self.git("read-tree", commit)
+        self.git("checkout-index", "-a", "-f")
+        return commit
+
+    def uncommitted_changes(self, source: RepoSource) -> bool:
+        """Whether the user's work tree differs from HEAD (those edits are not sent: only commits are)."""
+        if source.kind != "git" or source.is_remote or source.location is None:
+            return False
+        try:
+            status = _git(["status", "--porcelain", "--untracked-files=no"], cwd=Path(source.location))
+        except GitFailed:
+            return False  # a bare repository has no work tree
+        return bool(status.strip())
+
+    def archive(self, extra_files: Mapping[str, bytes]) -> bytes:
+        """The tree (without `.git`) plus sandboxctl's control files, as an uncompressed tar."""
+        buffer = io.BytesIO()
+        now = time.time()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            for entry in sorted(os.listdir(self.tree)):
+                if entry != ".git":
+                    archive.add(self.tree / entry, arcname=entry, filter=_root_owned)
+            for directory in sorted({str(Path(name).parent) for name in extra_files} - {"."}):
+                info = _root_owned(tarfile.TarInfo(directory))
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+                archive.addfile(info)
+            for name, data in extra_files.items():
+                info = _root_owned(tarfile.TarInfo(name))
+                info.size, info.mode, info.mtime = len(data), 0o644, now
+                archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    # -- after the run -------------------------------------------------------
+    def collect(self, tar_bytes: bytes) -> WorkspaceResult:
+        """Replace the tree with the downloaded workspace and diff it against the starting commit."""
+        self._clear_tree()
+        self.skipped = []
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
+            members = []
+            for member in archive.getmembers():
+                name = _strip_top(member.name)
+                if name is None or _is_control(name) or not (member.isfile() or member.isdir() or member.issym()
+                                                             or member.islnk()):
+                    continue
+                changes: dict[str, Any] = {"name": name}
+                if member.islnk():
+                    changes["linkname"] = _strip_top(member.linkname) or ""
+                members.append(member.replace(**changes, deep=False))
+            archive.extractall(self.tree, members=members, filter=self._safe_member)
+        self.git("add", "-A")
+        assert self.base_commit is not None
+        diff = ["diff", "--cached", "--no-renames", "--no-color", "--no-ext-diff"]
+        patch = self.git(*diff, "--binary", "--src-prefix=a/", "--dst-prefix=b/", self.base_commit, "--")
+        listing = self.git(*diff, "--name-status", "-z", self.base_commit, "--").decode(errors="surrogateescape")
+        fields = [f for f in listing.split("\0") if f]
+        changed = [
+            {"path": path, "change": _CHANGE_NAMES.get(status[:1], status)}
+            for status, path in zip(fields[::2], fields[1::2], strict=True)
+        ]
+        return WorkspaceResult(patch=patch, changed_files=changed, skipped=list(self.skipped))
+
+    def _safe_member(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        """tarfile's `tar` filter (nothing lands outside the tree), skipping instead of failing the whole result."""
+        try:
+            return tarfile.tar_filter(member, dest)
+        except tarfile.FilterError:
+            self.skipped.append(member.name)
+            return None
+
+    def _clear_tree(self) -> None:
+        for entry in self.tree.iterdir():
+            if entry.name in (".git", CONTROL_DIR):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def push(self, origin: str, branch: str, message: str) -> str:
+        """Commit the collected tree on top of the starting commit and push it to `origin`'s `branch`."""
+        assert self.base_commit is not None
+        tree = self.git("write-tree").decode().strip()
+        env = {} if self._has_identity() else _INTERNAL_IDENTITY
+        commit = self.git("commit-tree", tree, "-p", self.base_commit, "-m", message, env=env).decode().strip()
+        _git(["push", "--quiet", origin, f"{commit}:refs/heads/{branch}"], cwd=self.tree, hide=origin)
+        return commit
+
+    def _has_identity(self) -> bool:
+        try:
+            return bool(self.git("config", "user.email").strip() and self.git("config", "user.name").strip())
+        except GitFailed:
+            return False

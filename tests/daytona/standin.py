@@ -1,0 +1,632 @@
+"""A loopback stand-in for Daytona: the control plane (`/api`) and the toolbox (`/toolbox`) on one port.
+
+It is the test boundary, not a mock of our code: the real SDK talks real HTTP to it.
+
+- Commands run for real (`sh -c COMMAND`, as the daemon does) in a per-sandbox
+  directory that is also the sandbox user's home and work dir. Paths the adapter
+  is told (home, workspace) are therefore real host paths; exit codes, output and
+  files are real.
+- Every JSON body it serves is recorded with the SDK model it must satisfy
+  (`served`), so tests validate it against `daytona_api_client` and
+  `daytona_toolbox_api_client` models; request bodies are validated against the
+  SDK's request models (400 when they do not fit).
+- `Authorization: Bearer <api key>` is required; anything else is 401.
+
+Knobs (attributes, or `POST /_standin/config` when run as a script):
+- `faults`: answer matching requests with an HTTP status, or accept and never answer
+  (`silence`), `times` times (-1: for ever).
+- `start_states`: the states a new sandbox reports on successive GETs, e.g.
+  `["starting", "starting", "started"]` (slow start) or `["starting", "error"]`.
+
+Run alone: `python tests/daytona/standin.py --root DIR --api-key KEY [--port N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+ORGANIZATION_ID = "org-standin"
+SILENCE_SECONDS = 300.0
+
+# The SDK model each JSON response must satisfy, by the name recorded in `served`.
+MODELS = {
+    "Sandbox": "daytona_api_client.models.sandbox",
+    "ListSandboxesResponse": "daytona_api_client.models.list_sandboxes_response",
+    "ToolboxProxyUrl": "daytona_api_client.models.toolbox_proxy_url",
+    "ExecuteResponse": "daytona_toolbox_api_client.models.execute_response",
+    "UserHomeDirResponse": "daytona_toolbox_api_client.models.user_home_dir_response",
+    "WorkDirResponse": "daytona_toolbox_api_client.models.work_dir_response",
+    "UploadFilesResponse": "daytona_toolbox_api_client.models.upload_files_response",
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Fault:
+    """Answer requests matching `method` and the `path` regex with `status`, or never (`silence`)."""
+
+    method: str | None = None
+    path: str = ""
+    status: int | None = None
+    silence: bool = False
+    times: int = 1
+    # The error message; `{authorization}` is replaced by the request's Authorization header, as a
+    # careless proxy might echo it (the adapter must scrub the key from every message).
+    message: str = "injected fault"
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and re.search(self.path, path) is not None
+
+
+@dataclass
+class StandInSandbox:
+    id: str
+    name: str
+    home: Path
+    labels: dict[str, str]
+    env: dict[str, str]
+    state: str
+    pending_states: list[str]
+    created_at: str
+    cpu: int = 1
+    memory: int = 1
+    disk: int = 3
+    target: str = "us"
+    snapshot: str | None = None
+    auto_stop_interval: int = 15
+    auto_archive_interval: int = 10080
+    auto_delete_interval: int = -1
+    ttl_minutes: int | None = None
+    error_reason: str | None = None
+    deleting: bool = False
+
+    def to_json(self, toolbox_url: str) -> dict[str, Any]:
+        """A full `Sandbox` as GET/POST/DELETE return it."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "organizationId": ORGANIZATION_ID,
+            "name": self.name,
+            "user": "daytona",
+            "env": dict(self.env),
+            "labels": dict(self.labels),
+            "public": False,
+            "networkBlockAll": False,
+            "kvm": False,
+            "target": self.target,
+            "cpu": self.cpu,
+            "gpu": 0,
+            "memory": self.memory,
+            "disk": self.disk,
+            "state": self.state,
+            "desiredState": "destroyed" if self.deleting else "started",
+            "autoStopInterval": self.auto_stop_interval,
+            "autoArchiveInterval": self.auto_archive_interval,
+            "autoDeleteInterval": self.auto_delete_interval,
+            "volumes": [],
+            "createdAt": self.created_at,
+            "updatedAt": _now(),
+            "lastActivityAt": _now(),
+            "toolboxProxyUrl": toolbox_url,
+        }
+        if self.snapshot:
+            data["snapshot"] = self.snapshot
+        if self.error_reason:
+            data["errorReason"] = self.error_reason
+        if self.ttl_minutes:
+            created = datetime.fromisoformat(self.created_at)
+            data["autoDestroyAt"] = (created + timedelta(minutes=self.ttl_minutes)).isoformat().replace("+00:00", "Z")
+        return data
+
+    def to_list_item(self, toolbox_url: str) -> dict[str, Any]:
+        """A `SandboxListItem`: the full shape minus what list responses never carry."""
+        data = self.to_json(toolbox_url)
+        for key in ("env", "kvm", "volumes", "buildInfo", "outboundProxyUrl", "otelEndpointOverride"):
+            data.pop(key, None)
+        return data
+
+
+def model_problems(name: str, body: Any) -> list[str]:
+    """Why `body` is not exactly what the SDK's model `name` parses: errors, and fields it does not know."""
+    model = getattr(importlib.import_module(MODELS[name]), name)
+    try:
+        parsed = model.from_dict(body)
+    except Exception as exc:  # noqa: BLE001 - any rejection is the finding
+        return [f"{name}: {type(exc).__name__}: {exc}"]
+    if parsed is None:
+        return [f"{name}: nothing parsed from {body!r}"]
+    objects = [parsed, *(parsed.items if name == "ListSandboxesResponse" else [])]
+    return [
+        f"{name}: fields unknown to {type(obj).__name__}: {sorted(obj.additional_properties)}"
+        for obj in objects
+        if obj.additional_properties
+    ]
+
+
+def _error(status: int, message: str, code: str | None = None, source: str = "DAYTONA_API") -> dict[str, Any]:
+    body: dict[str, Any] = {"statusCode": status, "message": message, "source": source}
+    if code:
+        body["code"] = code
+    return body
+
+
+class StandIn:
+    """The server and its state. `start()` serves from a daemon thread; `stop()` ends it and any silence."""
+
+    def __init__(self, root: Path, api_key: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.root = root
+        self.api_key = api_key
+        self.lock = threading.RLock()
+        self.sandboxes: dict[str, StandInSandbox] = {}
+        self.faults: list[Fault] = []
+        self.start_states: list[str] = []
+        self.requests: list[dict[str, Any]] = []
+        self.served: list[tuple[str, Any]] = []
+        self.unhandled: list[str] = []
+        self.released = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._server.standin = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    # -- addresses -----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    @property
+    def toolbox_url(self) -> str:
+        return f"{self.url}/toolbox"
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> StandIn:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.released.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- knobs -----------------------------------------------------------------
+    def add_fault(self, **fields: Any) -> Fault:
+        fault = Fault(**fields)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.start_states.clear()
+            self.requests.clear()
+            self.served.clear()
+            self.unhandled.clear()
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.times != 0 and fault.matches(method, path):
+                    if fault.times > 0:
+                        fault.times -= 1
+                    return fault
+        return None
+
+    def find(self, id_or_name: str) -> StandInSandbox | None:
+        with self.lock:
+            if id_or_name in self.sandboxes:
+                return self.sandboxes[id_or_name]
+            return next((s for s in self.sandboxes.values() if s.name == id_or_name), None)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pools expect
+
+    @property
+    def standin(self) -> StandIn:
+        return self.server.standin  # type: ignore[attr-defined, no-any-return]
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    # -- plumbing --------------------------------------------------------------
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout, interrupt)
+            self.close_connection = True
+
+    def _json(self, status: int, data: Any, model: str | None = None) -> None:
+        if model is not None:
+            with self.standin.lock:
+                self.standin.served.append((model, data))
+        self._send(status, json.dumps(data).encode())
+
+    def _fail(self, status: int, message: str, code: str | None = None, source: str = "DAYTONA_API") -> None:
+        self._json(status, _error(status, message, code, source))
+
+    def _handle(self, method: str) -> None:
+        split = urlsplit(self.path)
+        path, query = split.path, parse_qs(split.query)
+        body = self._read_body()
+        standin = self.standin
+        if path.startswith("/_standin/"):
+            self._control(method, path, body)
+            return
+        authorized = self.headers.get("Authorization") == f"Bearer {standin.api_key}"
+        record: dict[str, Any] = {"method": method, "path": path, "query": query, "authorized": authorized}
+        if "json" in self.headers.get("Content-Type", "") and body:
+            with contextlib.suppress(ValueError):
+                record["json"] = json.loads(body)
+        with standin.lock:
+            standin.requests.append(record)
+        fault = standin.take_fault(method, path)
+        if fault is not None and fault.silence:
+            standin.released.wait(SILENCE_SECONDS)
+            self.close_connection = True
+            return
+        if fault is not None and fault.status is not None:
+            self._fail(fault.status, fault.message.replace("{authorization}", self.headers.get("Authorization", "")))
+            return
+        if not authorized:
+            self._fail(401, "Invalid credentials", "UNAUTHORIZED")
+            return
+        try:
+            self._route(method, path, query, body)
+        except _BadRequest as exc:
+            self._fail(400, str(exc), "BAD_REQUEST")
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        parts = [p for p in path.split("/") if p]
+        if parts[:2] == ["api", "sandbox"]:
+            rest = parts[2:]
+            if not rest and method == "POST":
+                return self._create(body)
+            if not rest and method == "GET":
+                return self._list(query)
+            if len(rest) == 1 and method == "GET":
+                return self._get(rest[0])
+            if len(rest) == 1 and method == "DELETE":
+                return self._delete(rest[0])
+            if len(rest) == 2 and rest[1] == "start" and method == "POST":
+                return self._start(rest[0])
+            if len(rest) == 2 and rest[1] == "toolbox-proxy-url" and method == "GET":
+                if self.standin.find(rest[0]) is None:
+                    return self._fail(404, f"Sandbox with ID or name {rest[0]} not found", "NOT_FOUND")
+                return self._json(200, {"url": self.standin.toolbox_url}, "ToolboxProxyUrl")
+        if len(parts) >= 3 and parts[0] == "toolbox":
+            return self._toolbox(method, parts[1], "/" + "/".join(parts[2:]), body)
+        with self.standin.lock:
+            self.standin.unhandled.append(f"{method} {path}")
+        self._fail(404, f"Cannot {method} {path}", "NOT_FOUND")
+
+    # -- control plane -----------------------------------------------------------
+    def _create(self, body: bytes) -> None:
+        from daytona_api_client.models.create_sandbox import CreateSandbox
+
+        request = _validated(CreateSandbox, body)
+        standin = self.standin
+        sandbox_id = str(uuid.uuid4())
+        name = request.name or sandbox_id
+        with standin.lock:
+            if standin.find(name) is not None:
+                return self._fail(409, f"Sandbox with name {name} already exists", "CONFLICT")
+            home = standin.root / sandbox_id
+            home.mkdir(parents=True)
+            pending = list(standin.start_states)
+            sandbox = StandInSandbox(
+                id=sandbox_id,
+                name=name,
+                home=home,
+                labels=dict(request.labels or {}),
+                env=dict(request.env or {}),
+                state="creating" if pending else "started",
+                pending_states=pending,
+                created_at=_now(),
+                cpu=request.cpu or 1,
+                memory=request.memory or 1,
+                disk=request.disk or 3,
+                target=request.target or "us",
+                snapshot=request.snapshot,
+                auto_stop_interval=request.auto_stop_interval if request.auto_stop_interval is not None else 15,
+                auto_archive_interval=request.auto_archive_interval or 10080,
+                auto_delete_interval=request.auto_delete_interval if request.auto_delete_interval is not None else -1,
+                ttl_minutes=request.ttl_minutes,
+            )
+            standin.sandboxes[sandbox_id] = sandbox
+        self._json(200, sandbox.to_json(standin.toolbox_url), "Sandbox")
+
+    def _get(self, id_or_name: str) -> None:
+        standin = self.standin
+        with standin.lock:
+            sandbox = standin.find(id_or_name)
+            if sandbox is None:
+                return self._fail(404, f"Sandbox with ID or name {id_or_name} not found", "NOT_FOUND")
+            if sandbox.pending_states:
+                sandbox.state = sandbox.pending_states.pop(0)
+                if sandbox.state in ("error", "build_failed"):
+                    sandbox.error_reason = "stand-in: start failed as configured"
+            data = sandbox.to_json(standin.toolbox_url)
+        self._json(200, data, "Sandbox")
+
+    def _list(self, query: dict[str, list[str]]) -> None:
+        try:
+            labels = json.loads(query["labels"][0]) if "labels" in query else {}
+            limit = int(query.get("limit", ["100"])[0])
+            offset = int(query.get("cursor", ["0"])[0])
+        except (ValueError, KeyError) as exc:
+            raise _BadRequest(f"bad list query: {exc}") from None
+        if not isinstance(labels, dict) or not 1 <= limit <= 200:
+            raise _BadRequest("labels must be a JSON object and limit 1..200")
+        states = set(query.get("states", []))
+        standin = self.standin
+        with standin.lock:
+            matching = [
+                s
+                for s in standin.sandboxes.values()
+                if all(s.labels.get(k) == v for k, v in labels.items()) and (not states or s.state in states)
+            ]
+            page = matching[offset : offset + limit]
+            items = [s.to_list_item(standin.toolbox_url) for s in page]
+        next_cursor = str(offset + limit) if offset + limit < len(matching) else None
+        self._json(200, {"items": items, "nextCursor": next_cursor}, "ListSandboxesResponse")
+
+    def _delete(self, id_or_name: str) -> None:
+        """Answer `destroying` and forget the sandbox: the next GET is a 404, as after Daytona's destroy."""
+        standin = self.standin
+        with standin.lock:
+            sandbox = standin.find(id_or_name)
+            if sandbox is None:
+                return self._fail(404, f"Sandbox with ID or name {id_or_name} not found", "NOT_FOUND")
+            sandbox.state, sandbox.deleting = "destroying", True
+            data = sandbox.to_json(standin.toolbox_url)
+            del standin.sandboxes[sandbox.id]
+        shutil.rmtree(sandbox.home, ignore_errors=True)
+        self._json(200, data, "Sandbox")
+
+    def _start(self, id_or_name: str) -> None:
+        standin = self.standin
+        with standin.lock:
+            sandbox = standin.find(id_or_name)
+            if sandbox is None:
+                return self._fail(404, f"Sandbox with ID or name {id_or_name} not found", "NOT_FOUND")
+            sandbox.state = "started"
+            data = sandbox.to_json(standin.toolbox_url)
+        self._json(200, data, "Sandbox")
+
+    # -- toolbox -----------------------------------------------------------------
+    def _toolbox(self, method: str, sandbox_id: str, path: str, body: bytes) -> None:
+        sandbox = self.standin.find(sandbox_id)
+        if sandbox is None:
+            return self._fail(404, f"sandbox {sandbox_id} not found", "NOT_FOUND", "DAYTONA_PROXY")
+        if sandbox.state != "started":
+            return self._fail(409, f"sandbox {sandbox_id} is {sandbox.state}", "SANDBOX_NOT_STARTED", "DAYTONA_PROXY")
+        if (method, path) == ("POST", "/process/execute"):
+            return self._execute(sandbox, body)
+        if (method, path) == ("POST", "/files/bulk-upload"):
+            return self._upload(sandbox, body)
+        if (method, path) == ("POST", "/files/bulk-download"):
+            return self._download(sandbox, body)
+        if (method, path) == ("GET", "/user-home-dir"):
+            return self._json(200, {"dir": str(sandbox.home)}, "UserHomeDirResponse")
+        if (method, path) == ("GET", "/work-dir"):
+            return self._json(200, {"dir": str(sandbox.home)}, "WorkDirResponse")
+        with self.standin.lock:
+            self.standin.unhandled.append(f"{method} /toolbox/{sandbox_id}{path}")
+        self._fail(404, f"Cannot {method} {path}", "NOT_FOUND", "DAYTONA_DAEMON")
+
+    def _execute(self, sandbox: StandInSandbox, body: bytes) -> None:
+        from daytona_toolbox_api_client.models.execute_request import ExecuteRequest
+
+        request = _validated(ExecuteRequest, body)
+        cwd = sandbox.home / request.cwd if request.cwd else sandbox.home  # an absolute cwd replaces home
+        if not cwd.is_dir():
+            result = f"chdir {request.cwd}: no such file or directory"
+            return self._json(200, {"exitCode": -1, "result": result}, "ExecuteResponse")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(sandbox.home),
+            "USER": "daytona",
+            "LANG": "C.UTF-8",
+            **sandbox.env,
+            **(request.envs or {}),
+        }
+        process = subprocess.Popen(
+            ["sh", "-c", request.command],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # one process group, killed whole on timeout as the daemon does
+        )
+        try:
+            output, _ = process.communicate(timeout=request.timeout or None)
+        except subprocess.TimeoutExpired:
+            _terminate(process)
+            message = f"command execution timeout after {request.timeout} seconds"
+            return self._fail(408, message, "PROCESS_EXECUTION_TIMEOUT", "DAYTONA_DAEMON")
+        code = process.returncode if process.returncode >= 0 else -1  # Go reports -1 for a signal
+        self._json(200, {"exitCode": code, "result": output.decode(errors="replace")}, "ExecuteResponse")
+
+    def _upload(self, sandbox: StandInSandbox, body: bytes) -> None:
+        from python_multipart import parse_form
+
+        paths: dict[str, str] = {}
+        contents: dict[str, bytes] = {}
+
+        def on_field(item: Any) -> None:
+            paths[item.field_name.decode()] = (item.value or b"").decode()
+
+        def on_file(item: Any) -> None:
+            item.file_object.seek(0)
+            contents[item.field_name.decode()] = item.file_object.read()
+
+        headers = {"Content-Type": self.headers.get("Content-Type", "").encode()}
+        parse_form(headers, io.BytesIO(body), on_field, on_file)
+        written = []
+        for key, target in paths.items():
+            data = contents.get(key.removesuffix(".path") + ".file")
+            if data is None:
+                raise _BadRequest(f"no file part for {key}")
+            destination = sandbox.home / target
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(data)
+            written.append({"path": target, "bytes": len(data)})
+        self._json(200, {"files": written}, "UploadFilesResponse")
+
+    def _download(self, sandbox: StandInSandbox, body: bytes) -> None:
+        from daytona_toolbox_api_client.models.files_download_request import FilesDownloadRequest
+
+        request = _validated(FilesDownloadRequest, body)
+        boundary = uuid.uuid4().hex
+        parts = []
+        for requested in request.paths:
+            source = sandbox.home / requested
+            if source.is_file():
+                head = f'Content-Disposition: form-data; name="file"; filename="{requested}"\r\n'
+                head += "Content-Type: application/octet-stream\r\n\r\n"
+                payload = source.read_bytes()
+            else:
+                head = f'Content-Disposition: form-data; name="error"; filename="{requested}"\r\n'
+                head += "Content-Type: application/json\r\n\r\n"
+                error = _error(404, f"file not found: {requested}", "FILE_NOT_FOUND", "DAYTONA_DAEMON")
+                payload = json.dumps(error).encode()
+            parts.append(f"--{boundary}\r\n{head}".encode() + payload + b"\r\n")
+        document = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        self._send(200, document, f"multipart/form-data; boundary={boundary}")
+
+    # -- control endpoint (script mode) -------------------------------------------
+    def _control(self, method: str, path: str, body: bytes) -> None:
+        standin = self.standin
+        if (method, path) == ("POST", "/_standin/config"):
+            config = json.loads(body or b"{}")
+            with standin.lock:
+                standin.faults.extend(Fault(**fault) for fault in config.get("faults", []))
+                if "start_states" in config:
+                    standin.start_states[:] = config["start_states"]
+            return self._send(204, b"")
+        if (method, path) == ("POST", "/_standin/reset"):
+            standin.reset()
+            return self._send(204, b"")
+        if (method, path) == ("GET", "/_standin/state"):
+            with standin.lock:
+                state = {
+                    "sandboxes": {k: {**asdict(v), "home": str(v.home)} for k, v in standin.sandboxes.items()},
+                    "faults": [asdict(f) for f in standin.faults],
+                    "requests": standin.requests,
+                    "unhandled": standin.unhandled,
+                }
+            return self._send(200, json.dumps(state).encode())
+        self._send(404, b"{}")
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _validated(model: Any, body: bytes) -> Any:
+    """Parse a request body with the SDK's own request model; anything it rejects is a 400."""
+    try:
+        parsed = model.from_dict(json.loads(body or b"null"))
+    except Exception as exc:  # noqa: BLE001 - every rejection becomes the 400 the API would send
+        raise _BadRequest(f"{model.__name__}: {exc}") from None
+    if parsed is None:
+        raise _BadRequest(f"{model.__name__}: empty body")
+    return parsed
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """TERM the whole group, then KILL after a grace period, as the daemon does on a timeout."""
+    for sig, grace in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.communicate(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--root", type=Path, required=True, help="directory holding the sandboxes' homes")
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    standin = StandIn(args.root, args.api_key, port=args.port).start()
+    print(standin.api_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.stop()
+
+
+if __name__ == "__main__":
+    main()
