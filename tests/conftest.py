@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sysconfig
 from collections.abc import Iterator
@@ -133,22 +134,48 @@ def docker_cleanup(cli: Cli) -> Iterator[None]:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 
 
-def _labelled_containers() -> set[str]:
+def _labelled_containers() -> dict[str, str]:
+    """Container id -> its `sandboxctl.registry` label, for every sandboxctl container on the engine."""
     proc = subprocess.run(
-        ["docker", "ps", "-aq", "--no-trunc", "--filter", "label=sandboxctl.id"], capture_output=True, text=True
+        ["docker", "ps", "-a", "--no-trunc", "--filter", "label=sandboxctl.id",
+         "--format", '{{.ID}} {{.Label "sandboxctl.registry"}}'],
+        capture_output=True,
+        text=True,
     )
-    return set(proc.stdout.split()) if proc.returncode == 0 else set()
+    if proc.returncode != 0:
+        return {}
+    pairs = (line.split(" ", 1) for line in proc.stdout.splitlines() if line.strip())
+    return {pair[0]: (pair[1] if len(pair) > 1 else "") for pair in pairs}
+
+
+def _session_registry_ids(basetemp: Path) -> set[str]:
+    """Registry ids of every registry.db this session's tests made (each xdist worker has its own basetemp)."""
+    ids: set[str] = set()
+    for db in basetemp.rglob("registry.db"):
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                row = conn.execute("SELECT value FROM registry_meta WHERE key = 'registry_id'").fetchone()
+        except sqlite3.Error:
+            continue
+        if row:
+            ids.add(row[0])
+    return ids
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_leaked_containers() -> Iterator[None]:
-    """Backstop: remove sandboxctl containers this session created and left (never ones that predate it)."""
+def _no_leaked_containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Backstop: remove containers this session's own registries created and left.
+
+    Only containers labelled with a registry made under this session's basetemp are touched, so a
+    parallel pytest run (another checkout, another xdist worker) never loses its containers.
+    """
     if shutil.which("docker") is None or not docker_answers():
         yield
         return
-    before = _labelled_containers()
+    before = set(_labelled_containers())
     yield
-    leaked = _labelled_containers() - before
+    ours = _session_registry_ids(tmp_path_factory.getbasetemp())
+    leaked = [cid for cid, reg in _labelled_containers().items() if cid not in before and reg in ours]
     if leaked:
         subprocess.run(["docker", "rm", "-f", *leaked], capture_output=True)
 

@@ -119,3 +119,34 @@ def test_exec_fast_parser_leaves_everything_else_to_typer(argv: list[str]) -> No
     from sandboxctl.cli.exec_fast import parse_fast
 
     assert parse_fast(argv) is None
+
+
+class _AlwaysBusy:
+    """A backend whose delete always fails transiently: the retry window is the only thing under test."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def delete(self, backend_id: str) -> object:
+        import time
+
+        from sandboxctl.backends.base import Transient
+
+        self.calls.append(time.monotonic())
+        raise Transient("503 busy")
+
+
+def test_deletion_retries_with_backoff_and_stops_inside_its_window() -> None:
+    import time
+
+    from sandboxctl.services.deletion import remove_backend_resource
+
+    backend = _AlwaysBusy()
+    started = time.monotonic()
+    deletion = remove_backend_resource(backend, "sb-1", "c-1", within_seconds=1.5, wait_max=0.4)  # type: ignore[arg-type]
+    assert not deletion.success
+    assert deletion.error == "503 busy"
+    assert deletion.retries_used == len(backend.calls) - 1 >= 3
+    gaps = [b - a for a, b in zip(backend.calls, backend.calls[1:], strict=False)]
+    assert gaps[1] > gaps[0]  # exponential, not a fixed interval
+    assert backend.calls[-1] - started < 1.5  # no attempt starts after the window closed

@@ -250,7 +250,8 @@ class DockerBackend:
         if not rows:
             raise NotFound(f"{what}: not found")
         self.call(what, self.api.remove_container, backend_id, force=True, v=True)
-        return DeleteResult(freed_bytes=rows[0].get("SizeRw"))
+        # The Engine omits SizeRw when it is 0 (`omitempty`), so absent means nothing was written.
+        return DeleteResult(freed_bytes=rows[0].get("SizeRw", 0))
 
     def workspace_path(self, backend_id: str) -> str:
         return WORKSPACE

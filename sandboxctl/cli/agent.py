@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 ENV_HEARTBEAT = "SANDBOXCTL_HEARTBEAT_SECONDS"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-app = typer.Typer(help="Talk to and inspect agent runs.", no_args_is_help=True)
+app = typer.Typer(help="Talk to and inspect agent runs.", no_args_is_help=True, rich_markup_mode=None)
 
 
 # -- views -----------------------------------------------------------------------

@@ -82,7 +82,10 @@ class ArchivedSandbox(SandboxFields, table=True):
     __table_args__ = (Index("ix_archive_archived_at", "archived_at"),)
 
     archived_at: datetime
-    reason: str  # deleted | vanished | create_failed | orphan
+    # deleted (the delete command, agent-run) | create_failed | vanished (its resource went behind our back)
+    # | cleanup's: expired | idle | older_than | requested | stale_create | stale_claim | retry
+    # | orphan_expired | orphan_dead_create | orphan_grace
+    reason: str
     deletion: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
     def to_json(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from sandboxctl.backends.base import Backend, NotFound, Transient, Unavailable
 from sandboxctl.errors import SandboxctlError
@@ -78,7 +78,8 @@ def remove_backend_resource(
     try:
         for attempt in Retrying(
             retry=retry_if_exception_type(Transient),
-            stop=stop_after_delay(within_seconds),
+            # Stop rather than sleep across the window: every attempt starts inside it.
+            stop=stop_before_delay(within_seconds),
             wait=wait_exponential(multiplier=0.25, max=wait_max),
             reraise=False,
         ):

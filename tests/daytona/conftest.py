@@ -4,7 +4,7 @@ By default everything runs against the stand-in (`standin.py`). With
 SANDBOXCTL_TEST_DAYTONA_REAL=1 and DAYTONA_API_KEY (optionally DAYTONA_API_URL,
 DAYTONA_TARGET and SANDBOXCTL_TEST_DAYTONA_IMAGE) the tests that use `target`
 run against real Daytona instead; tests that need a stand-in knob (faults, slow
-start) keep the stand-in. See docs/daytona.md.
+start) keep the stand-in. See the README, "Daytona".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What only real Daytona can show: that the service accepts and keeps what we ask of it.
 
-Skipped unless SANDBOXCTL_TEST_DAYTONA_REAL=1 (with DAYTONA_API_KEY); see docs/daytona.md.
+Skipped unless SANDBOXCTL_TEST_DAYTONA_REAL=1 (with DAYTONA_API_KEY); see the README, "Daytona".
 """
 
 from __future__ import annotations
