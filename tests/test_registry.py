@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sandboxctl.config import Settings
-from sandboxctl.registry.models import SandboxStatus
+from sandboxctl.registry.models import SandboxStatus, sandbox_json
 from sandboxctl.registry.store import MIGRATIONS, SCHEMA_VERSION, Registry
 from sandboxctl.services.context import Context
 from sandboxctl.services.lifecycle import CreateOptions, create_sandbox
@@ -95,3 +95,21 @@ def test_conditional_status_change_has_exactly_one_winner(home: Path) -> None:
     assert registry.set_status(record.id, SandboxStatus.DELETING, now=T0) is True
     assert registry.set_status(record.id, SandboxStatus.DELETING, now=T0) is False  # already claimed
     assert registry.set_status(record.id, SandboxStatus.CREATING, now=T0) is False  # illegal: refused
+
+
+def test_listing_rows_give_the_same_json_as_records(home: Path) -> None:
+    """`status` lists plain rows for speed; they must render exactly as the ORM records do."""
+    ctx = Context(settings=Settings.load())
+    registry = ctx.registry
+    made = [
+        create_sandbox(ctx, CreateOptions(backend="local", image=None, labels={"team": team}, env={"TOKEN": "x"}))
+        for team in ("a", "b", "a")
+    ]
+    registry.archive(made[0].id, reason="deleted", deletion={"success": True}, now=datetime.now(UTC))
+    live = {r.id: r.to_json() for r in registry.list_live()}
+    archived = {a["id"]: a for a in (sandbox_json(row) for row in registry.list_rows(archived=True))}
+    assert {r["id"]: sandbox_json(r) for r in registry.list_rows()} == live
+    assert set(live) == {made[1].id, made[2].id}
+    assert archived[made[0].id] == registry.resolve(made[0].id).to_json()
+    assert archived[made[0].id]["reason"] == "deleted" and archived[made[0].id]["status"] == "deleted"
+    assert [r["id"] for r in registry.list_rows(selector={"team": "a"})] == [made[2].id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,15 @@ from sqlmodel import Field, SQLModel
 from sandboxctl.durations import isoformat
 from sandboxctl.registry.states import IllegalTransition, Policy, SandboxStatus, check_transition
 
-__all__ = ["ArchivedSandbox", "IllegalTransition", "Policy", "SandboxRecord", "SandboxStatus", "check_transition"]
+__all__ = [
+    "ArchivedSandbox",
+    "IllegalTransition",
+    "Policy",
+    "SandboxRecord",
+    "SandboxStatus",
+    "check_transition",
+    "sandbox_json",
+]
 
 
 class SandboxFields(SQLModel):
@@ -40,27 +49,39 @@ class SandboxFields(SQLModel):
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON shape of a sandbox, used by create, status, delete and cleanup."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "backend": self.backend,
-            "backend_id": self.backend_id,
-            "image": self.image,
-            "status": self.status,
-            "policy": self.policy,
-            "labels": dict(self.labels),
-            "env_keys": list(self.env_keys),
-            "cpus": self.cpus,
-            "memory_bytes": self.memory_bytes,
-            "created_at": isoformat(self.created_at),
-            "last_accessed": isoformat(self.last_accessed),
-            "expires_at": isoformat(self.expires_at),
-            "idle_timeout_seconds": self.idle_timeout_seconds,
-            "host": self.host,
-            "pid": self.pid,
-            "delete_attempts": self.delete_attempts,
-            "last_error": self.last_error,
-        }
+        return sandbox_json({key: getattr(self, key) for key in type(self).model_fields})
+
+
+def sandbox_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON shape from a record's values or a plain row (`status` over many rows skips the ORM)."""
+    data = {
+        "id": values["id"],
+        "name": values["name"],
+        "backend": values["backend"],
+        "backend_id": values["backend_id"],
+        "image": values["image"],
+        "status": values["status"],
+        "policy": values["policy"],
+        "labels": dict(values["labels"] or {}),
+        "env_keys": list(values["env_keys"] or []),
+        "cpus": values["cpus"],
+        "memory_bytes": values["memory_bytes"],
+        "created_at": isoformat(values["created_at"]),
+        "last_accessed": isoformat(values["last_accessed"]),
+        "expires_at": isoformat(values["expires_at"]),
+        "idle_timeout_seconds": values["idle_timeout_seconds"],
+        "host": values["host"],
+        "pid": values["pid"],
+        "delete_attempts": values["delete_attempts"],
+        "last_error": values["last_error"],
+    }
+    if "archived_at" in values:
+        data.update(
+            archived_at=isoformat(values["archived_at"]),
+            reason=values["reason"],
+            deletion=dict(values["deletion"] or {}),
+        )
+    return data
 
 
 class SandboxRecord(SandboxFields, table=True):
@@ -87,11 +108,6 @@ class ArchivedSandbox(SandboxFields, table=True):
     # | orphan_expired | orphan_dead_create | orphan_grace
     reason: str
     deletion: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-
-    def to_json(self) -> dict[str, Any]:
-        data = super().to_json()
-        data.update(archived_at=isoformat(self.archived_at), reason=self.reason, deletion=dict(self.deletion))
-        return data
 
 
 class RegistryMeta(SQLModel, table=True):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
@@ -271,15 +272,26 @@ class Registry:
             records = list(session.exec(query.order_by(col(SandboxRecord.created_at))).all())
         return [r for r in records if matches(r.labels, selector)] if selector else records
 
-    def list_archived(
-        self, *, backend: str | None = None, selector: Mapping[str, str] | None = None
-    ) -> list[ArchivedSandbox]:
-        query = select(ArchivedSandbox)
+    def list_rows(
+        self,
+        *,
+        archived: bool = False,
+        backend: str | None = None,
+        selector: Mapping[str, str] | None = None,
+    ) -> list[Mapping[str, Any]]:
+        """Live (or archived) records as plain column mappings, oldest first, for listing.
+
+        `status` lists thousands of rows; ORM objects would cost twice the query itself.
+        """
+        table = (ArchivedSandbox if archived else SandboxRecord).__table__
+        query = sa_select(table).order_by(table.c.archived_at if archived else table.c.created_at)
+        if not archived:
+            query = query.where(table.c.status.in_([s.value for s in LIVE_STATUSES]))
         if backend:
-            query = query.where(ArchivedSandbox.backend == backend)
+            query = query.where(table.c.backend == backend)
         with self.reading() as session:
-            records = list(session.exec(query.order_by(col(ArchivedSandbox.archived_at))).all())
-        return [r for r in records if matches(r.labels, selector)] if selector else records
+            rows = session.connection().execute(query).mappings().all()
+        return [r for r in rows if matches(r["labels"] or {}, selector)] if selector else list(rows)
 
     def purge_archive(self, before: datetime) -> int:
         """Drop archive rows older than the retention; returns how many went."""

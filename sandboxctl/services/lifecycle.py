@@ -27,7 +27,7 @@ from sandboxctl.labels import (
     LABEL_POLICY,
     LABEL_REGISTRY,
 )
-from sandboxctl.registry.models import ArchivedSandbox, Policy, SandboxRecord, SandboxStatus
+from sandboxctl.registry.models import ArchivedSandbox, Policy, SandboxRecord, SandboxStatus, sandbox_json
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services.context import Context
 from sandboxctl.services.deletion import SandboxDeletion, delete_sandbox
@@ -168,9 +168,9 @@ def list_sandboxes(
 ) -> list[dict[str, Any]]:
     """Live records (and with `include_archived` the archive), oldest first."""
     registry = ctx.registry
-    rows: list[dict[str, Any]] = [r.to_json() for r in registry.list_live(backend=backend, selector=selector)]
+    rows = [sandbox_json(r) for r in registry.list_rows(backend=backend, selector=selector)]
     if include_archived:
-        rows = [a.to_json() for a in registry.list_archived(backend=backend, selector=selector)] + rows
+        rows = [sandbox_json(a) for a in registry.list_rows(archived=True, backend=backend, selector=selector)] + rows
     return rows
 
 
