@@ -420,10 +420,7 @@ def show_cmd(
     if json_:
         render.emit_json(run)
         return
-    width = max(len(key) for key in run)
-    for key, value in run.items():
-        shown = _show_value(key, value)
-        render.emit_line(f"{key.ljust(width)}  {'-' if shown in (None, '') else shown}")
+    render.fields({key: _show_value(key, value) for key, value in run.items()})
 
 
 def _show_value(key: str, value: Any) -> str | None:

@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,13 @@ def emit_json(document: Any) -> None:
 
 def emit_line(text: str) -> None:
     sys.stdout.write(text + "\n")
+
+
+def fields(values: Mapping[str, Any]) -> None:
+    """One `key  value` line per field, keys aligned, empty values as `-` (one record without --json)."""
+    width = max((len(key) for key in values), default=0)
+    for key, value in values.items():
+        emit_line(f"{key.ljust(width)}  {'-' if value in (None, '', [], {}) else value}")
 
 
 def message(text: str) -> None:

@@ -29,9 +29,7 @@ def status_cmd(
         if json_:
             render.emit_json(record)
             return
-        width = max(len(k) for k in record)
-        for key, value in record.items():
-            render.emit_line(f"{key.ljust(width)}  {'-' if value in (None, '', [], {}) else value}")
+        render.fields(record)
         return
     records = list_sandboxes(app, include_archived=all_, backend=backend, selector=parse_labels(label or []))
     if json_:
