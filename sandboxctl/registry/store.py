@@ -28,6 +28,7 @@ from sandboxctl.errors import SandboxNotFound, UsageError
 from sandboxctl.labels import matches
 from sandboxctl.registry.models import (
     ArchivedSandbox,
+    Policy,
     RegistryMeta,
     SandboxRecord,
     SandboxStatus,
@@ -333,18 +334,33 @@ class Registry:
         statuses: Sequence[SandboxStatus],
         older_than: timedelta | None = None,
         backend: str | None = None,
+        selector: Mapping[str, str] | None = None,
+        exclude_permanent: bool = False,
+        limit: int | None = None,
     ) -> list[SandboxRecord]:
-        """Records in `statuses` past their expiry or idle timeout, or (with `older_than`) created before
-        `now - older_than`. Each test is an indexed range query, so the archive-sized past costs nothing."""
+        """The oldest `limit` records in `statuses` past their expiry or idle timeout, or (with
+        `older_than`) created before `now - older_than`, oldest first.
+
+        Every filter is in SQL and each test is an indexed range query with its own LIMIT, so
+        planning costs O(limit) however many rows are due or archived: the union of each
+        query's oldest `limit` rows holds the oldest `limit` overall.
+        """
         status_values = [s.value for s in statuses]
 
         def live(query: Any) -> Any:
             query = query.where(col(SandboxRecord.status).in_(status_values))
-            return query.where(SandboxRecord.backend == backend) if backend else query
+            if backend:
+                query = query.where(SandboxRecord.backend == backend)
+            for key, value in (selector or {}).items():
+                query = query.where(col(SandboxRecord.labels)[key].as_string() == value)
+            if exclude_permanent:
+                query = query.where(col(SandboxRecord.policy) != Policy.PERMANENT.value)
+            query = query.order_by(col(SandboxRecord.created_at), col(SandboxRecord.id))
+            return query.limit(limit) if limit is not None else query
 
         found: dict[str, SandboxRecord] = {}
         with self.reading() as session:
-            queries = [live(select(SandboxRecord)).where(col(SandboxRecord.expires_at) <= now)]
+            queries = [live(select(SandboxRecord).where(col(SandboxRecord.expires_at) <= now))]
             # One range query per distinct idle timeout (few in practice) keeps `last_accessed` indexed
             # and avoids database-specific date arithmetic.
             timeouts = session.exec(
@@ -354,17 +370,20 @@ class Registry:
             ).all()
             for seconds in timeouts:
                 queries.append(
-                    live(select(SandboxRecord)).where(
-                        SandboxRecord.idle_timeout_seconds == seconds,
-                        col(SandboxRecord.last_accessed) <= now - timedelta(seconds=seconds),
+                    live(
+                        select(SandboxRecord).where(
+                            SandboxRecord.idle_timeout_seconds == seconds,
+                            col(SandboxRecord.last_accessed) <= now - timedelta(seconds=seconds),
+                        )
                     )
                 )
             if older_than is not None:
-                queries.append(live(select(SandboxRecord)).where(col(SandboxRecord.created_at) < now - older_than))
+                queries.append(live(select(SandboxRecord).where(col(SandboxRecord.created_at) < now - older_than)))
             for query in queries:
                 for record in session.exec(query).all():
                     found.setdefault(record.id, record)
-        return sorted(found.values(), key=lambda r: (r.created_at, r.id))
+        ordered = sorted(found.values(), key=lambda r: (r.created_at, r.id))
+        return ordered[:limit] if limit is not None else ordered
 
     def get_many(self, sandbox_ids: Sequence[str]) -> list[SandboxRecord]:
         with self.reading() as session:

@@ -266,7 +266,15 @@ def plan_records(
         records = [r for r in records if not request.backend or r.backend == request.backend]
         judged = {r.id: "requested" for r in records if r.status in JUDGED}
     else:
-        deadline = registry.past_deadline(now, statuses=JUDGED, older_than=request.older_than, backend=request.backend)
+        deadline = registry.past_deadline(
+            now,
+            statuses=JUDGED,
+            older_than=request.older_than,
+            backend=request.backend,
+            selector=selector,
+            exclude_permanent=not request.force,
+            limit=request.limit,
+        )
         records = deadline + registry.list_live(backend=request.backend, statuses=unfinished_statuses)
         judged = {r.id: reason for r in deadline if (reason := _deadline_reason(r, now, request.older_than))}
     items: dict[str, CleanupItem] = {}

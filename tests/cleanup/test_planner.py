@@ -73,6 +73,19 @@ def test_labels_must_all_match_and_backend_selects(registry: Registry) -> None:
     assert set(plan(registry, labels={"team": "ml", "env": "ci"}, backend="docker")) == {docker.id}
 
 
+def test_limit_is_applied_after_every_filter(registry: Registry) -> None:
+    """The planner reads only `limit` rows per query, yet neither other labels nor unforced permanent
+    sandboxes (older, and more numerous) can take the slots of the ones asked for."""
+    for minutes in range(60, 70):
+        add_record(registry, age=timedelta(minutes=minutes), ttl=timedelta(0), labels={"job": "other"})
+        add_record(registry, age=timedelta(minutes=minutes), ttl=None, policy=Policy.PERMANENT, labels={"job": "mine"})
+    mine = [add_record(registry, age=timedelta(minutes=m), ttl=timedelta(0), labels={"job": "mine"}) for m in (3, 2, 1)]
+    assert list(plan(registry, labels={"job": "mine"}, limit=2)) == [mine[0].id, mine[1].id]
+    assert list(plan(registry, labels={"job": "mine"}, older_than=timedelta(0), limit=2)) == [mine[0].id, mine[1].id]
+    forced = plan(registry, labels={"job": "mine"}, older_than=timedelta(0), force=True, limit=2)
+    assert len(forced) == 2 and not set(forced) & {r.id for r in mine}  # the older permanent ones come first
+
+
 def test_plan_is_oldest_first(registry: Registry) -> None:
     ages = [5, 50, 20]
     records = [add_record(registry, age=timedelta(minutes=m), ttl=timedelta(0)) for m in ages]
