@@ -341,47 +341,45 @@ class Registry:
         """The oldest `limit` records in `statuses` past their expiry or idle timeout, or (with
         `older_than`) created before `now - older_than`, oldest first.
 
-        Every filter is in SQL and each test is an indexed range query with its own LIMIT, so
-        planning costs O(limit) however many rows are due or archived: the union of each
+        Every filter is in SQL and each (status, test) pair is an indexed range query with its own
+        LIMIT, so planning costs O(limit) however many rows are due or archived: the union of each
         query's oldest `limit` rows holds the oldest `limit` overall.
         """
-        status_values = [s.value for s in statuses]
-
-        def live(query: Any) -> Any:
-            query = query.where(col(SandboxRecord.status).in_(status_values))
+        def query(status: SandboxStatus, *conditions: Any) -> Any:
+            # One status per query: an IN list would make SQLite sort every match before the LIMIT.
+            q = select(SandboxRecord).where(col(SandboxRecord.status) == status.value, *conditions)
             if backend:
-                query = query.where(SandboxRecord.backend == backend)
+                q = q.where(SandboxRecord.backend == backend)
             for key, value in (selector or {}).items():
-                query = query.where(col(SandboxRecord.labels)[key].as_string() == value)
+                q = q.where(col(SandboxRecord.labels)[key].as_string() == value)
             if exclude_permanent:
-                query = query.where(col(SandboxRecord.policy) != Policy.PERMANENT.value)
-            query = query.order_by(col(SandboxRecord.created_at), col(SandboxRecord.id))
-            return query.limit(limit) if limit is not None else query
+                q = q.where(col(SandboxRecord.policy) != Policy.PERMANENT.value)
+            q = q.order_by(col(SandboxRecord.created_at), col(SandboxRecord.id))
+            return q.limit(limit) if limit is not None else q
 
         found: dict[str, SandboxRecord] = {}
         with self.reading() as session:
-            queries = [live(select(SandboxRecord).where(col(SandboxRecord.expires_at) <= now))]
-            # One range query per distinct idle timeout (few in practice) keeps `last_accessed` indexed
+            tests: list[tuple[Any, ...]] = [(col(SandboxRecord.expires_at) <= now,)]
+            # One range test per distinct idle timeout (few in practice) keeps `last_accessed` indexed
             # and avoids database-specific date arithmetic.
             timeouts = session.exec(
                 select(SandboxRecord.idle_timeout_seconds)
                 .where(col(SandboxRecord.idle_timeout_seconds).is_not(None))
                 .distinct()
             ).all()
-            for seconds in timeouts:
-                queries.append(
-                    live(
-                        select(SandboxRecord).where(
-                            SandboxRecord.idle_timeout_seconds == seconds,
-                            col(SandboxRecord.last_accessed) <= now - timedelta(seconds=seconds),
-                        )
-                    )
+            tests += [
+                (
+                    SandboxRecord.idle_timeout_seconds == seconds,
+                    col(SandboxRecord.last_accessed) <= now - timedelta(seconds=seconds),
                 )
+                for seconds in timeouts
+            ]
             if older_than is not None:
-                queries.append(live(select(SandboxRecord).where(col(SandboxRecord.created_at) < now - older_than)))
-            for query in queries:
-                for record in session.exec(query).all():
-                    found.setdefault(record.id, record)
+                tests.append((col(SandboxRecord.created_at) < now - older_than,))
+            for status in statuses:
+                for conditions in tests:
+                    for record in session.exec(query(status, *conditions)).all():
+                        found.setdefault(record.id, record)
         ordered = sorted(found.values(), key=lambda r: (r.created_at, r.id))
         return ordered[:limit] if limit is not None else ordered
 
