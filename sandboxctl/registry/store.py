@@ -345,6 +345,7 @@ class Registry:
         LIMIT, so planning costs O(limit) however many rows are due or archived: the union of each
         query's oldest `limit` rows holds the oldest `limit` overall.
         """
+
         def query(status: SandboxStatus, *conditions: Any) -> Any:
             # One status per query: an IN list would make SQLite sort every match before the LIMIT.
             q = select(SandboxRecord).where(col(SandboxRecord.status) == status.value, *conditions)
