@@ -15,6 +15,18 @@ from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
 
 from sandboxctl.errors import BackendUnavailable, SandboxctlError
 
+# Commands run by `exec` carry a per-exec token in their environment, so that a timeout or
+# an interrupt can kill the command *and* its children inside the sandbox.
+EXEC_TOKEN_VAR = "SANDBOXCTL_EXEC_TOKEN"
+
+
+def kill_by_token_script(token: str) -> str:
+    """A POSIX sh script killing every process whose environment holds this exec's token."""
+    return (
+        f'for d in /proc/[0-9]*; do grep -q "{EXEC_TOKEN_VAR}={token}" "$d/environ" 2>/dev/null '
+        '&& kill -9 "${d#/proc/}"; done; true'
+    )
+
 
 class BackendError(SandboxctlError):
     """The backend refused or failed an operation for a reason retrying won't fix."""

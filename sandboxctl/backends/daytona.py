@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from sandboxctl.backends.base import (
+    EXEC_TOKEN_VAR,
     BackendError,
     BackendSandbox,
     BackendState,
@@ -49,6 +50,7 @@ from sandboxctl.backends.base import (
     NotFound,
     Transient,
     Unavailable,
+    kill_by_token_script,
 )
 from sandboxctl.errors import SandboxctlError, UsageError
 from sandboxctl.labels import LABEL_ID, matches
@@ -72,11 +74,6 @@ HELPER_TIMEOUT = 120  # seconds for our own helper commands (tar, rm, kill)
 NO_LIMIT_SECONDS = 7 * 24 * 3600
 _GIB = 1024**3
 _MISSING_EXIT = 44  # our download helper's "no such path"
-_TOKEN_VAR = "SANDBOXCTL_EXEC_TOKEN"
-# Kills every process carrying this exec's token in its environment: the command and all its children.
-_KILL_BY_TOKEN = (
-    'for d in /proc/[0-9]*; do grep -q "{var}={token}" "$d/environ" 2>/dev/null && kill -9 "${{d#/proc/}}"; done; true'
-)
 # Extract an uploaded tar into $1 and always remove it.
 _EXTRACT = 'mkdir -p -- "$1" && tar -xf "$2" -C "$1"; status=$?; rm -f -- "$2"; exit $status'
 # Archive $2 (a name inside directory $1) into $3; exit 44 when it does not exist.
@@ -516,7 +513,7 @@ class DaytonaBackend:
         """
         sandbox = self._runnable(backend_id)
         token = secrets.token_hex(8)
-        env = {**request.env, _TOKEN_VAR: token}
+        env = {**request.env, EXEC_TOKEN_VAR: token}
         command, cwd = shlex.join(request.command), request.workdir
         stdin_data = _read_stdin(request.stdin)
         if stdin_data:
@@ -554,7 +551,7 @@ class DaytonaBackend:
 
     def _kill(self, sandbox: Sandbox, token: str) -> None:
         with contextlib.suppress(Exception):
-            self._helper(sandbox, ["sh", "-c", _KILL_BY_TOKEN.format(var=_TOKEN_VAR, token=token)], "kill")
+            self._helper(sandbox, ["sh", "-c", kill_by_token_script(token)], "kill")
 
     def upload_archive(self, backend_id: str, dest_dir: str, tar_bytes: bytes) -> None:
         """Upload the tar as one file, then `tar -xf` it in the sandbox: modes and symlinks survive,

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sandboxctl.backends.base import (
+    EXEC_TOKEN_VAR,
     BackendError,
     BackendSandbox,
     BackendState,
@@ -32,6 +33,7 @@ from sandboxctl.backends.base import (
     NotFound,
     Transient,
     Unavailable,
+    kill_by_token_script,
 )
 from sandboxctl.backends.docker_engine import EngineSocket, current_context, docker_host, unreachable
 from sandboxctl.labels import LABEL_ID
@@ -42,11 +44,6 @@ if TYPE_CHECKING:
 WORKSPACE = "/workspace"
 KEEP_ALIVE = ["sleep", "infinity"]
 DEFAULT_IMAGE = "python:3.12-slim"
-_EXEC_TOKEN_VAR = "SANDBOXCTL_EXEC_TOKEN"
-# Kills every process carrying this exec's token in its environment: the command and all its children.
-_KILL_BY_TOKEN = (
-    'for d in /proc/[0-9]*; do grep -q "{var}={token}" "$d/environ" 2>/dev/null && kill -9 "${{d#/proc/}}"; done; true'
-)
 
 _STATES = {
     "created": BackendState.CREATING,
@@ -283,7 +280,7 @@ class DockerBackend:
         exec_id = api.exec_create(
             backend_id,
             list(request.command),
-            env={**request.env, _EXEC_TOKEN_VAR: token},
+            env={**request.env, EXEC_TOKEN_VAR: token},
             workdir=request.workdir,
             stdin=request.stdin is not None,
         )
@@ -314,7 +311,7 @@ class DockerBackend:
 
     def _kill_exec(self, api: _ExecApi, backend_id: str, exec_id: str, token: str) -> None:
         """Kill the exec'd command and its children: by token inside the container, else by host pid."""
-        script = _KILL_BY_TOKEN.format(var=_EXEC_TOKEN_VAR, token=token)
+        script = kill_by_token_script(token)
         with contextlib.suppress(BackendError):
             if self._run_quiet(api, backend_id, ["/bin/sh", "-c", script]) == 0:
                 return

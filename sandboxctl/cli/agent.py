@@ -195,7 +195,6 @@ class LiveView:
                 self.sandbox_id = event["sandbox_id"]
             if kind == "run.finished":
                 self.took = event["duration_seconds"]
-            if kind == "run.finished":
                 self.step = event["status"]
             else:
                 self.step = _LIVE_STEPS.get(kind, self.step)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import posixpath
-import socket
 from typing import Any
 
 from sandboxctl.backends.base import ExecRequest
@@ -17,22 +15,13 @@ from sandboxctl.registry.models import ArchivedSandbox
 from sandboxctl.services.agent_run import INBOX_FILE
 from sandboxctl.services.context import Context
 from sandboxctl.services.events import timestamp
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from sandboxctl.services.orphans import process_alive
 
 
 def _describe(run: AgentRun) -> dict[str, Any]:
     """The run's JSON, with a `running` run whose process died on this host shown as `abandoned`."""
     data = run.to_json()
-    if run.status == AgentRunStatus.RUNNING and run.host == socket.gethostname() and not _pid_alive(run.pid):
+    if run.status == AgentRunStatus.RUNNING and process_alive(run.host, run.pid) is False:
         data["status"] = "abandoned"
     return data
 

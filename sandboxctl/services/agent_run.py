@@ -134,6 +134,10 @@ class AgentRunner:
         assert self.events is not None
         self.events.emit(type_, **fields)
 
+    def _error_text(self, exc: BaseException) -> str:
+        """An error as recorded and shown: its message (or its type when it has none), secrets masked."""
+        return self.redact(str(exc) or type(exc).__name__)
+
     def _save(self, **fields: Any) -> None:
         assert self.record is not None
         for key, value in fields.items():
@@ -155,7 +159,7 @@ class AgentRunner:
             raise
         except BaseException as exc:
             entry["status"] = "error"
-            entry["error"] = self.redact(str(exc) or type(exc).__name__)
+            entry["error"] = self._error_text(exc)
             raise
         finally:
             if entry["status"] == "running":
@@ -267,7 +271,7 @@ class AgentRunner:
         if self.interrupted is not None:
             self._emit("run.interrupted", signal=self.interrupted, step=self.record.step if self.record else None)
         elif self.failure is not None:
-            message = self.redact(str(self.failure) or type(self.failure).__name__)
+            message = self._error_text(self.failure)
             self._emit("run.error", step=self.record.step if self.record else None, error=message)
 
     def _active(self, source: RepoSource, scratch: Scratch, timeout: timedelta) -> None:
@@ -403,7 +407,7 @@ class AgentRunner:
                 atomic_write(output_dir / "changed-files.txt", listing.encode(errors="surrogateescape"))
                 entry.update(changed_files=len(result.changed_files), patch_bytes=len(result.patch))
         except Exception as exc:  # noqa: BLE001 - a lost result is recorded; the sandbox must still be finalized
-            error = self.redact(str(exc) or type(exc).__name__)
+            error = self._error_text(exc)
             self.output_failed = True
             self._save(error=self.record.error or f"collecting the result failed: {error}")
             self._emit("result.collected", error=error, changed_files=[], patch_path=None)
@@ -443,7 +447,7 @@ class AgentRunner:
                     push["commit"] = scratch.push(source.origin, branch, message)
                 push["pushed"] = True
             except Exception as exc:  # noqa: BLE001 - recorded; the sandbox must still be finalized
-                push["error"] = self.redact(str(exc) or type(exc).__name__)
+                push["error"] = self._error_text(exc)
                 self.output_failed = True
                 self._save(error=self.record.error or f"pushing the result failed: {push['error']}")
         self._save(push=push)
@@ -504,7 +508,7 @@ class AgentRunner:
                     self.ctx.registry, self.ctx.backend(sandbox.backend), sandbox, now=self.ctx.now()
                 )
             except Exception as exc:  # noqa: BLE001 - a failed deletion is reported, never fails the run
-                error = self.redact(str(exc) or type(exc).__name__)
+                error = self._error_text(exc)
                 deletion = SandboxDeletion(sandbox.id, False, "deletion failed", error=error)
             entry["status"] = "ok" if deletion.success else "failed"
         self._save(sandbox_deletion=deletion.to_json())
@@ -526,7 +530,7 @@ class AgentRunner:
             "duration_seconds": self._elapsed(),
         }
         if self.failure is not None and self.record.error is None:
-            fields["error"] = self.redact(str(self.failure) or type(self.failure).__name__)
+            fields["error"] = self._error_text(self.failure)
         self._save(**fields)
         summary = self.record.to_json()
         summary_path = output_dir / "summary.json"

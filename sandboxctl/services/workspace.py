@@ -182,7 +182,8 @@ class Scratch:
 
     # -- before the run ------------------------------------------------------
     def prepare(self, source: RepoSource, ref: str | None, *, history: bool = False) -> str | None:
-        """Fill the tree from `source` at `ref`; return the starting commit (None unless git).
+        """Fill the tree from `source` at `ref` (git only: the run validated that); return the starting
+        commit (None unless git).
 
         `history` fetches the commit's whole history instead of it alone: pushing a result
         needs it when the remote lacks commits the user has not pushed."""
@@ -201,8 +202,6 @@ class Scratch:
         if source.kind == "git":
             self.base_commit = self._checkout(source, ref or "HEAD", history=history)
             return self.base_commit
-        if ref:
-            raise UsageError("--ref needs a git repository as --repo")
         if source.kind == "directory" and source.root is not None:
             shutil.copytree(source.root, self.tree, symlinks=True, dirs_exist_ok=True)
         self.git("add", "-A")
