@@ -262,17 +262,6 @@ def _heartbeat_seconds() -> float:
     return value
 
 
-def _agent_command(args: list[str]) -> tuple[str, ...]:
-    """With `allow_interspersed_args` off, a leading `--` arrives in the arguments: drop it."""
-    if args[:1] == ["--"]:
-        args = args[1:]
-    elif args and args[0].startswith("-"):
-        raise UsageError(f"no such option: {args[0]} (the agent command goes after `--`)")
-    if not args:
-        raise UsageError("no agent command given: use `sandboxctl agent-run [OPTIONS] -- AGENT_CMD [ARG...]`")
-    return tuple(args)
-
-
 def agent_run_cmd(
     ctx: typer.Context,
     command: Annotated[
@@ -318,7 +307,7 @@ def agent_run_cmd(
     """Run an agent on a copy of a repository in a fresh sandbox; collect its patch; finalize the sandbox."""
     app: Context = ctx.obj
     options = AgentRunOptions(
-        command=_agent_command(list(command or [])),
+        command=tuple(command or ()),  # everything after `--`, as given; empty is refused by the service
         backend=backend or app.settings.backend,
         image=image,
         repo=repo,

@@ -186,3 +186,11 @@ def test_live_view_on_a_terminal(cli: Cli) -> None:
     os.close(primary)
     text = screen.decode(errors="replace")
     assert "agent-run" in text and "line-two" in text and "succeeded" in text, text
+
+
+def test_the_agent_command_after_dashes_is_passed_as_given(cli: Cli) -> None:
+    """After `--` nothing is an option, even a word starting with `-`; with no command at all: exit 2."""
+    summary = run_json(cli, "--", "-no-such-agent", code=127)
+    assert summary["command"] == ["-no-such-agent"] and summary["exit_code"] == 127
+    missing = cli("agent-run", *LOCAL)
+    assert missing.returncode == 2 and "no agent command given" in missing.stderr, str(missing)
