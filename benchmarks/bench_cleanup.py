@@ -115,8 +115,11 @@ def bench_docker(work: Path, count: int, rounds: int, extra: list[str]) -> list[
                 baseline.append(time_docker_rm(tag))
     o, s, b = statistics.median(ours), statistics.median(service), statistics.median(baseline)
     command = " ".join(["sandboxctl cleanup", *extra])
-    print(f"docker: ours {[round(x, 2) for x in ours]} (in-service {[round(x, 2) for x in service]}), "
-          f"docker rm -f {[round(x, 2) for x in baseline]}", file=sys.stderr)
+    print(
+        f"docker: ours {[round(x, 2) for x in ours]} (in-service {[round(x, 2) for x in service]}), "
+        f"docker rm -f {[round(x, 2) for x in baseline]}",
+        file=sys.stderr,
+    )
     return [
         f"| `{command}` of {count} expired Docker sandboxes | {o:.2f} s | `docker rm -f` x{count} "
         f"{b:.2f} s | {o / b:.2f}x | <= 0.8x (issue) / <= 1.0x (research): {'met' if o / b <= 0.8 else 'NOT met'}"
@@ -143,15 +146,32 @@ def seed_rows(home: Path, archived: int, live: int, due: int) -> None:
         created = now - timedelta(hours=rng.uniform(1, 72))
         sandbox_id = new_sandbox_id()
         return dict(
-            id=sandbox_id, name=f"bench-{i}-{sandbox_id}", backend="local", backend_id=sandbox_id, image=None,
-            status=status, policy="default", labels={"bench": "1", "team": rng.choice("abc")}, env_keys=[],
-            created_at=created, last_accessed=now - timedelta(minutes=rng.uniform(0, 30)), expires_at=now + expires_in,
-            idle_timeout_seconds=idle, host=host, pid=1, delete_attempts=0, status_changed_at=created,
+            id=sandbox_id,
+            name=f"bench-{i}-{sandbox_id}",
+            backend="local",
+            backend_id=sandbox_id,
+            image=None,
+            status=status,
+            policy="default",
+            labels={"bench": "1", "team": rng.choice("abc")},
+            env_keys=[],
+            created_at=created,
+            last_accessed=now - timedelta(minutes=rng.uniform(0, 30)),
+            expires_at=now + expires_in,
+            idle_timeout_seconds=idle,
+            host=host,
+            pid=1,
+            delete_attempts=0,
+            status_changed_at=created,
         )
 
     archive_rows = [
-        {**row(i, "deleted", -timedelta(days=rng.uniform(0, 29))),
-         "archived_at": now - timedelta(days=rng.uniform(0, 29)), "reason": "expired", "deletion": {"success": True}}
+        {
+            **row(i, "deleted", -timedelta(days=rng.uniform(0, 29))),
+            "archived_at": now - timedelta(days=rng.uniform(0, 29)),
+            "reason": "expired",
+            "deletion": {"success": True},
+        }
         for i in range(archived)
     ]
     live_rows = []
@@ -169,9 +189,9 @@ def seed_rows(home: Path, archived: int, live: int, due: int) -> None:
             r["last_accessed"] = now
     with registry.writing() as session:
         for start in range(0, len(archive_rows), 20_000):
-            session.execute(insert(ArchivedSandbox), archive_rows[start:start + 20_000])
+            session.execute(insert(ArchivedSandbox), archive_rows[start : start + 20_000])
         for start in range(0, len(live_rows), 20_000):
-            session.execute(insert(SandboxRecord), live_rows[start:start + 20_000])
+            session.execute(insert(SandboxRecord), live_rows[start : start + 20_000])
 
 
 def time_planning(home: Path, runs: int = 15, older_than: timedelta | None = None) -> tuple[float, float, int]:

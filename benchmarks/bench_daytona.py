@@ -61,8 +61,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sandboxctl-bench-daytona-"))
     api_key = f"bench-{secrets.token_hex(8)}"
     standin = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "daytona" / "standin.py"), "--root", str(work / "standin"),
-         "--api-key", api_key],
+        [
+            sys.executable,
+            str(REPO / "tests" / "daytona" / "standin.py"),
+            "--root",
+            str(work / "standin"),
+            "--api-key",
+            api_key,
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -91,14 +97,19 @@ def main() -> None:
         "| command | `--backend daytona` (stand-in) | ratio to the SDK's import | `--backend local` |",
         "|---|---|---|---|",
     ]
-    for step, label in (("create", "create"), ("exec", "exec ID -- true"), ("status", "status ID --json"),
-                        ("delete", "delete ID")):
+    for step, label in (
+        ("create", "create"),
+        ("exec", "exec ID -- true"),
+        ("status", "status ID --json"),
+        ("delete", "delete ID"),
+    ):
         lines.append(
             f"| `{label}` | {daytona[step] * 1000:.0f} ms | {daytona[step] / sdk_import:.2f}x | "
             f"{local[step] * 1000:.0f} ms |"
         )
-    lines.append(f"| `create` with the API refused -> exit 4 | {refused * 1000:.0f} ms | "
-                 f"{refused / sdk_import:.2f}x | - |")
+    lines.append(
+        f"| `create` with the API refused -> exit 4 | {refused * 1000:.0f} ms | {refused / sdk_import:.2f}x | - |"
+    )
     print("\n".join(lines))
 
 

@@ -43,10 +43,22 @@ def seed(home: Path, count: int) -> None:
     now = utcnow()
     rows = [
         dict(
-            id=new_sandbox_id(), name=f"bench-{i}", backend="local", backend_id=None, image=None, status="running",
-            policy="default", labels={"bench": "1"}, env_keys=[], created_at=now - timedelta(seconds=i),
-            last_accessed=now, expires_at=now + timedelta(hours=24), host=socket.gethostname(), pid=1,
-            delete_attempts=0, status_changed_at=now,
+            id=new_sandbox_id(),
+            name=f"bench-{i}",
+            backend="local",
+            backend_id=None,
+            image=None,
+            status="running",
+            policy="default",
+            labels={"bench": "1"},
+            env_keys=[],
+            created_at=now - timedelta(seconds=i),
+            last_accessed=now,
+            expires_at=now + timedelta(hours=24),
+            host=socket.gethostname(),
+            pid=1,
+            delete_attempts=0,
+            status_changed_at=now,
         )
         for i in range(count)
     ]

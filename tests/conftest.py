@@ -137,8 +137,16 @@ def docker_cleanup(cli: Cli) -> Iterator[None]:
 def _labelled_containers() -> dict[str, str]:
     """Container id -> its `sandboxctl.registry` label, for every sandboxctl container on the engine."""
     proc = subprocess.run(
-        ["docker", "ps", "-a", "--no-trunc", "--filter", "label=sandboxctl.id",
-         "--format", '{{.ID}} {{.Label "sandboxctl.registry"}}'],
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            "label=sandboxctl.id",
+            "--format",
+            '{{.ID}} {{.Label "sandboxctl.registry"}}',
+        ],
         capture_output=True,
         text=True,
     )
@@ -195,6 +203,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _docker_outcomes["skipped"] or not (_docker_outcomes["passed"] + _docker_outcomes["failed"]):
         session.config.get_terminal_writer().line(
             f"CI: real-engine (docker) tests skipped={_docker_outcomes['skipped']} "
-            f"ran={_docker_outcomes['passed'] + _docker_outcomes['failed']}: they must run in CI", red=True
+            f"ran={_docker_outcomes['passed'] + _docker_outcomes['failed']}: they must run in CI",
+            red=True,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -42,16 +42,35 @@ def inspect(container: str) -> dict:
 
 def test_create_labels_limits_and_keepalive(cli: Cli, docker_image: str) -> None:
     record = cli.ok(
-        "create", "--backend", "docker", "--image", docker_image, "--label", "team=ml", "--env", "TOKEN=abc",
-        "--cpus", "0.5", "--memory", "64m", "--ttl", "2h", "--json",
+        "create",
+        "--backend",
+        "docker",
+        "--image",
+        docker_image,
+        "--label",
+        "team=ml",
+        "--env",
+        "TOKEN=abc",
+        "--cpus",
+        "0.5",
+        "--memory",
+        "64m",
+        "--ttl",
+        "2h",
+        "--json",
     ).json()
     [container] = sandbox_containers(record["id"])
     assert container == record["backend_id"]
     info = inspect(container)
     labels = info["Config"]["Labels"]
     assert labels["sandboxctl.id"] == record["id"] and labels["team"] == "ml"
-    for key in ("sandboxctl.expires-at", "sandboxctl.registry", "sandboxctl.host", "sandboxctl.pid",
-                "sandboxctl.created-at"):
+    for key in (
+        "sandboxctl.expires-at",
+        "sandboxctl.registry",
+        "sandboxctl.host",
+        "sandboxctl.pid",
+        "sandboxctl.created-at",
+    ):
         assert labels.get(key), key
     assert labels["sandboxctl.expires-at"] == record["expires_at"]
     assert info["HostConfig"]["NanoCpus"] == 500_000_000
@@ -83,7 +102,10 @@ def test_exec_streams_output_live(sh: Cli, shared: dict[str, str]) -> None:
     env = {**sh.env}
     proc = subprocess.Popen(
         [SANDBOXCTL, "exec", shared["id"], "--", "sh", "-c", "echo first; sleep 3; echo second"],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
     )
     assert proc.stdout is not None
     started = time.monotonic()
@@ -187,7 +209,9 @@ def test_sigkill_during_create_leaves_a_traceable_pair(cli: Cli, home: Path, doc
     registry_filter = f"label=sandboxctl.registry={row[0] if row else 'none'}"
     ours = subprocess.run(
         ["docker", "ps", "-a", "--filter", registry_filter, "--format", '{{.Label "sandboxctl.id"}}'],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     known = {r["id"] for r in records}
     # Every container this registry's create made names a record the registry holds...
@@ -205,8 +229,12 @@ def test_docker_context_is_honoured(cli: Cli, docker_image: str, tmp_path: Path)
     context_env = {**cli.env, "DOCKER_CONFIG": str(config)}
     context_env.pop("DOCKER_HOST", None)
     for name, host in (("sbx-live", "unix:///var/run/docker.sock"), ("sbx-dead", f"unix://{tmp_path}/dead.sock")):
-        subprocess.run(["docker", "context", "create", name, "--docker", f"host={host}"], env=context_env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "context", "create", name, "--docker", f"host={host}"],
+            env=context_env,
+            check=True,
+            capture_output=True,
+        )
     live = {"DOCKER_CONFIG": str(config), "DOCKER_CONTEXT": "sbx-live"}
     sandbox = cli.ok("create", "--image", docker_image, env=live).stdout.strip()
     assert cli("exec", sandbox, "--", "true", env=live).returncode == 0
@@ -231,7 +259,10 @@ def test_delete_with_docker_unreachable_is_4_and_keeps_the_record(cli: Cli, dock
 def test_sigterm_during_exec_kills_the_command_in_the_sandbox(sh: Cli, shared: dict[str, str]) -> None:
     proc = subprocess.Popen(
         [SANDBOXCTL, "exec", shared["id"], "--", "sh", "-c", "sleep 77"],
-        env=sh.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=sh.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     for _ in range(50):
         if "sleep 77" in sh.ok("exec", shared["id"], "--", "ps").stdout:

@@ -25,8 +25,19 @@ def test_create_json_record_has_contract_fields(cli: Cli) -> None:
     record = cli.ok(
         "create", "--backend", "local", "--name", "web-1", "--label", "team=ml", "--env", "TOKEN=s3cret", "--json"
     ).json()
-    for field in ("id", "name", "backend", "backend_id", "image", "status", "policy", "labels", "created_at",
-                  "last_accessed", "expires_at"):
+    for field in (
+        "id",
+        "name",
+        "backend",
+        "backend_id",
+        "image",
+        "status",
+        "policy",
+        "labels",
+        "created_at",
+        "last_accessed",
+        "expires_at",
+    ):
         assert field in record
     assert record["name"] == "web-1" and record["status"] == "running" and record["labels"] == {"team": "ml"}
     assert record["env_keys"] == ["TOKEN"]

@@ -24,8 +24,13 @@ def test_completion_scripts_are_current(shell: str) -> None:
 
 
 def _complete(words: str, cword: int, home: Path) -> list[str]:
-    env = {**os.environ, "_SANDBOXCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword),
-           "SANDBOXCTL_HOME": str(home)}
+    env = {
+        **os.environ,
+        "_SANDBOXCTL_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(cword),
+        "SANDBOXCTL_HOME": str(home),
+    }
     return subprocess.run([SANDBOXCTL], env=env, capture_output=True, text=True).stdout.split()
 
 

@@ -95,8 +95,25 @@ def test_state_machine_refuses_illegal_moves() -> None:
 def test_exec_fast_parser_reads_the_contract_grammar() -> None:
     from sandboxctl.cli.exec_fast import parse_fast
 
-    parsed = parse_fast(["--db", "x.db", "exec", "sb1", "-t", "5s", "--workdir=/tmp", "-e", "A=1", "--env", "B=2",
-                         "--", "sh", "-c", "echo -t --env"])
+    parsed = parse_fast(
+        [
+            "--db",
+            "x.db",
+            "exec",
+            "sb1",
+            "-t",
+            "5s",
+            "--workdir=/tmp",
+            "-e",
+            "A=1",
+            "--env",
+            "B=2",
+            "--",
+            "sh",
+            "-c",
+            "echo -t --env",
+        ]
+    )
     assert parsed is not None
     assert (parsed.db, parsed.sandbox, parsed.timeout, parsed.workdir) == ("x.db", "sb1", "5s", "/tmp")
     assert parsed.env == ["A=1", "B=2"] and parsed.command == ["sh", "-c", "echo -t --env"]

@@ -128,8 +128,15 @@ class _SdkExecApi:
     ) -> str:
         api = self.backend.api
         created = self.backend.call(
-            f"container {container[:12]}", api.exec_create, container, command,
-            stdout=True, stderr=True, stdin=stdin, environment=env, workdir=workdir,
+            f"container {container[:12]}",
+            api.exec_create,
+            container,
+            command,
+            stdout=True,
+            stderr=True,
+            stdin=stdin,
+            environment=env,
+            workdir=workdir,
         )
         return str(created["Id"])
 

@@ -146,8 +146,8 @@ def cleanup_cmd(
     orphans: Annotated[
         bool,
         typer.Option(
-            "--orphans", help="Also delete labelled resources without a live record, and close records whose "
-            "resource vanished."
+            "--orphans",
+            help="Also delete labelled resources without a live record, and close records whose resource vanished.",
         ),
     ] = False,
     concurrency: Annotated[

@@ -19,6 +19,7 @@ def delete_cmd(
 ) -> None:
     """Delete sandboxes now. Idempotent: what is already gone counts as deleted."""
     from sandboxctl.services.lifecycle import delete_sandboxes  # lazy: keeps --help free of SQLModel
+
     app: Context = ctx.obj
     outcomes = delete_sandboxes(app, sandboxes)
     failed = [o for o in outcomes if not o.success]

@@ -23,6 +23,7 @@ def status_cmd(
 ) -> None:
     """One sandbox with its live backend state, or a table of live sandboxes."""
     from sandboxctl.services.lifecycle import list_sandboxes, sandbox_status  # lazy: keeps --help free of SQLModel
+
     app: Context = ctx.obj
     if sandbox is not None:
         record = sandbox_status(app, sandbox)

@@ -59,9 +59,7 @@ def _m002_agent_runs(conn: Connection) -> None:
 
 def _m003_cleanup_indexes(conn: Connection) -> None:
     """Indexes for the cleanup planner's idle and --older-than scans (the expiry scan has its own)."""
-    conn.exec_driver_sql(
-        "CREATE INDEX IF NOT EXISTS ix_sandbox_idle ON sandbox (idle_timeout_seconds, last_accessed)"
-    )
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_idle ON sandbox (idle_timeout_seconds, last_accessed)")
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_status_created ON sandbox (status, created_at)")
 
 

@@ -77,4 +77,3 @@ def send_message(ctx: Context, ref: str, text: str) -> dict[str, Any]:
     with contextlib.suppress(SandboxctlError):
         registry.touch(sandbox.id, ctx.now())
     return {"run_id": run.id, "sandbox_id": sandbox.id, "inbox": inbox, **message}
-

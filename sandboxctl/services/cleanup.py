@@ -174,8 +174,13 @@ class CleanupReport:
     @property
     def all_errors(self) -> list[dict[str, Any]]:
         failed = [
-            {"sandbox_id": i.sandbox_id, "error": i.error, "backend": i.backend, "attempts": i.attempts,
-             "stuck": i.stuck}
+            {
+                "sandbox_id": i.sandbox_id,
+                "error": i.error,
+                "backend": i.backend,
+                "attempts": i.attempts,
+                "stuck": i.stuck,
+            }
             for i in self.items
             if i.outcome is Outcome.FAILED
         ]
@@ -352,7 +357,11 @@ def plan_reconciliation(
             continue
         refs = registry.live_refs() if registry is not None else []
         for resource, reason in find_orphans(
-            resources, live_ids={ref.id for ref in refs}, registry_id=registry_id, now=now, grace=grace,
+            resources,
+            live_ids={ref.id for ref in refs},
+            registry_id=registry_id,
+            now=now,
+            grace=grace,
             is_alive=is_alive,
         ):
             if only_ids is None or resource.labels[LABEL_ID] in only_ids:

@@ -259,8 +259,11 @@ class Scratch:
             members = []
             for member in archive.getmembers():
                 name = _strip_top(member.name)
-                if name is None or _is_control(name) or not (member.isfile() or member.isdir() or member.issym()
-                                                             or member.islnk()):
+                if (
+                    name is None
+                    or _is_control(name)
+                    or not (member.isfile() or member.isdir() or member.issym() or member.islnk())
+                ):
                     continue
                 changes: dict[str, Any] = {"name": name}
                 if member.islnk():

@@ -167,7 +167,10 @@ def test_live_view_on_a_terminal(cli: Cli) -> None:
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
         [SANDBOXCTL, "agent-run", *LOCAL, "--", "sh", "-c", "echo line-one; echo line-two"],
-        stdin=subprocess.DEVNULL, stdout=secondary, stderr=subprocess.PIPE, env={**cli.env, "TERM": "xterm"},
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        env={**cli.env, "TERM": "xterm"},
     )
     os.close(secondary)
     screen = b""

@@ -39,8 +39,21 @@ def test_success_deletes_the_sandbox_and_writes_a_patch(
         'echo "$SANDBOXCTL_TASK" >> README.md; rm data.bin; printf "x\\0y" > new.bin; echo agent-says-hi'
     )
     result = cli(
-        "agent-run", *backend, "--repo", str(repo), "--task", "add a line", "--setup", "echo setup-says-hi",
-        "--output", str(tmp_path / "out"), "--json", "--", "sh", "-c", agent,
+        "agent-run",
+        *backend,
+        "--repo",
+        str(repo),
+        "--task",
+        "add a line",
+        "--setup",
+        "echo setup-says-hi",
+        "--output",
+        str(tmp_path / "out"),
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        agent,
     )
     assert result.returncode == 0, str(result)
     summary = result.json()  # stdout is the summary alone; the agent's output went to stderr
@@ -48,7 +61,9 @@ def test_success_deletes_the_sandbox_and_writes_a_patch(
     assert summary["status"] == "succeeded" and summary["exit_code"] == 0
     assert summary["base_commit"] == git("rev-parse", "HEAD", cwd=repo)
     assert sorted((f["change"], f["path"]) for f in summary["changed_files"]) == [
-        ("added", "new.bin"), ("deleted", "data.bin"), ("modified", "README.md"),
+        ("added", "new.bin"),
+        ("deleted", "data.bin"),
+        ("modified", "README.md"),
     ]
     deletion = summary["sandbox_deletion"]
     assert deletion["success"] is True and deletion["sandbox_id"] == summary["sandbox_id"], deletion
@@ -102,8 +117,18 @@ def test_keep_never_deletes_a_failed_run(cli: Cli, backend: list[str]) -> None:
 def test_events_have_the_listed_types_in_order(cli: Cli, backend: list[str], repo: Path, tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
     result = cli(
-        "agent-run", *backend, "--repo", str(repo), "--setup", "true", "--events", str(events_file),
-        "--", "sh", "-c", "echo out; echo err >&2; sleep 1.5",
+        "agent-run",
+        *backend,
+        "--repo",
+        str(repo),
+        "--setup",
+        "true",
+        "--events",
+        str(events_file),
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; sleep 1.5",
         env={"SANDBOXCTL_HEARTBEAT_SECONDS": "0.4"},
     )
     assert result.returncode == 0, str(result)
@@ -128,9 +153,25 @@ def test_secret_is_found_nowhere(cli: Cli, backend: list[str], repo: Path, home:
     agent = 'test "$API_TOKEN" = "$EXPECTED" && echo token-ok; echo "leak $API_TOKEN"; echo "$API_TOKEN" >&2'
     outputs = [
         cli(
-            "agent-run", *backend, "--repo", str(repo), "--env", f"API_TOKEN={secret}", "--env", "EXPECTED=" + secret,
-            "--setup", 'echo "setup $API_TOKEN"', "--keep", "always", "--events", str(events_file), "--json",
-            "--", "sh", "-c", agent,
+            "agent-run",
+            *backend,
+            "--repo",
+            str(repo),
+            "--env",
+            f"API_TOKEN={secret}",
+            "--env",
+            "EXPECTED=" + secret,
+            "--setup",
+            'echo "setup $API_TOKEN"',
+            "--keep",
+            "always",
+            "--events",
+            str(events_file),
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            agent,
         )
     ]
     assert outputs[0].returncode == 0, str(outputs[0])
@@ -138,8 +179,19 @@ def test_secret_is_found_nowhere(cli: Cli, backend: list[str], repo: Path, home:
     summary = outputs[0].json()
     assert summary["env_keys"] == ["API_TOKEN", "EXPECTED"]
     # An error path with --debug (tracebacks on) must not show it either.
-    debug = cli("--debug", "agent-run", *backend, "--repo", str(repo), "--ref", "no-such-ref",
-                "--env", f"API_TOKEN={secret}", "--", "true")
+    debug = cli(
+        "--debug",
+        "agent-run",
+        *backend,
+        "--repo",
+        str(repo),
+        "--ref",
+        "no-such-ref",
+        "--env",
+        f"API_TOKEN={secret}",
+        "--",
+        "true",
+    )
     assert debug.returncode == 2, str(debug)
     outputs += [
         debug,
@@ -163,9 +215,9 @@ def test_secret_is_found_nowhere(cli: Cli, backend: list[str], repo: Path, home:
 def test_agent_send_is_readable_inside_while_the_agent_runs(cli: Cli, backend: list[str], tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
     poll = (
-        'i=0; while [ $i -lt 150 ]; do '
+        "i=0; while [ $i -lt 150 ]; do "
         'if grep -q hello-agent "$SANDBOXCTL_INBOX"; then cat "$SANDBOXCTL_INBOX"; exit 0; fi; '
-        'sleep 0.2; i=$((i+1)); done; exit 9'
+        "sleep 0.2; i=$((i+1)); done; exit 9"
     )
     proc = start_agent_run(cli, *backend, "--events", str(events_file), "--json", "--", "sh", "-c", poll)
     try:
@@ -211,8 +263,19 @@ def test_sigterm_mid_run_leaves_a_finalized_record(cli: Cli, backend: list[str],
 def test_push_branch_to_a_local_bare_origin(cli: Cli, backend: list[str], repo: Path, origin: Path) -> None:
     before = checksum(repo)
     result = cli(
-        "agent-run", *backend, "--repo", str(repo), "--task", "Fix the greeting", "--push-branch", "agent/fix",
-        "--json", "--", "sh", "-c", "echo fixed > README.md",
+        "agent-run",
+        *backend,
+        "--repo",
+        str(repo),
+        "--task",
+        "Fix the greeting",
+        "--push-branch",
+        "agent/fix",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo fixed > README.md",
     )
     assert result.returncode == 0, str(result)
     push = result.json()["push"]

@@ -11,8 +11,15 @@ from filelock import FileLock
 from ..conftest import Cli
 
 CONTRACT_FIELDS = {
-    "cleanup_started_at", "cleanup_completed_at", "duration_seconds", "dry_run", "sandboxes_processed",
-    "sandboxes_cleaned", "sandboxes_failed", "disk_space_freed_mb", "errors",
+    "cleanup_started_at",
+    "cleanup_completed_at",
+    "duration_seconds",
+    "dry_run",
+    "sandboxes_processed",
+    "sandboxes_cleaned",
+    "sandboxes_failed",
+    "disk_space_freed_mb",
+    "errors",
 }
 
 

@@ -36,16 +36,29 @@ def create_many(cli: Cli, image: str, tag: str, count: int, *args: str) -> list[
 def tagged_containers(tag: str) -> list[str]:
     """`docker ps -a` for this test's containers: id, state and labels, sorted."""
     out = subprocess.run(
-        ["docker", "ps", "-a", "--no-trunc", "--filter", f"label=cleanup-test={tag}",
-         "--format", "{{.ID}} {{.State}} {{.Labels}}"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            f"label=cleanup-test={tag}",
+            "--format",
+            "{{.ID}} {{.State}} {{.Labels}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return sorted(out.splitlines())
 
 
 def file_digests(home: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(home.glob("registry.db*"))
-            if not p.name.endswith("-shm")}  # -shm is SQLite's shared-memory index, rebuilt by any reader
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(home.glob("registry.db*"))
+        if not p.name.endswith("-shm")
+    }  # -shm is SQLite's shared-memory index, rebuilt by any reader
 
 
 def seconds_since(iso: str) -> float:
@@ -67,7 +80,9 @@ def test_cleanup_dry_run_changes_nothing(cli: Cli, home: Path, docker_image: str
 
     assert plan["dry_run"] is True and plan["sandboxes_cleaned"] == 0 and plan["sandboxes_processed"] == 3
     assert {(s["sandbox_id"], s["reason"], s["result"]) for s in plan["sandboxes"]} == {
-        (expired[0], "expired", "planned"), (expired[1], "expired", "planned"), (vanished, "vanished", "planned")
+        (expired[0], "expired", "planned"),
+        (expired[1], "expired", "planned"),
+        (vanished, "vanished", "planned"),
     }
     table = cli.ok("cleanup", "--dry-run", "--orphans", "--label", f"cleanup-test={tag}")
     assert all(sandbox in table.stdout for sandbox in [*expired, vanished]), str(table)
@@ -101,8 +116,9 @@ def test_permanent_is_taken_only_with_force(cli: Cli, docker_image: str, tag: st
 
 
 def test_label_selectors_match_all_labels_and_limit_takes_the_oldest(cli: Cli, docker_image: str, tag: str) -> None:
-    wanted = [create(cli, docker_image, tag, "--ttl", "1s", "--label", "team=ml", "--label", "env=ci")
-              for _ in range(3)]
+    wanted = [
+        create(cli, docker_image, tag, "--ttl", "1s", "--label", "team=ml", "--label", "env=ci") for _ in range(3)
+    ]
     other_env = create(cli, docker_image, tag, "--ttl", "1s", "--label", "team=ml")
     other_team = create(cli, docker_image, tag, "--ttl", "1s", "--label", "team=web", "--label", "env=ci")
     time.sleep(1)
@@ -126,8 +142,15 @@ def test_three_concurrent_cleanups_clean_each_sandbox_exactly_once(
     procs = []
     for i in range(3):
         env = {**cli.env, "SANDBOXCTL_HOME": str(tmp_path / f"machine-{i}"), "SANDBOXCTL_DB": registry}
-        procs.append(subprocess.Popen([SANDBOXCTL, "cleanup", "--json", "--concurrency", "4"], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [SANDBOXCTL, "cleanup", "--json", "--concurrency", "4"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
     cleaned = [s["sandbox_id"] for out, _ in outputs for s in json.loads(out)["sandboxes"] if s["result"] == "cleaned"]
@@ -156,9 +179,7 @@ def test_orphans_are_cleaned_after_the_registry_file_is_deleted(
     assert sorted(r["id"] for r in cli.ok("status", "--all", "--json").json()) == sorted(expired)
 
 
-def test_container_removed_behind_our_back_closes_the_record_as_vanished(
-    cli: Cli, docker_image: str, tag: str
-) -> None:
+def test_container_removed_behind_our_back_closes_the_record_as_vanished(cli: Cli, docker_image: str, tag: str) -> None:
     sandbox = create(cli, docker_image, tag)
     kept = create(cli, docker_image, tag)
     subprocess.run(["docker", "rm", "-f", *sandbox_containers(sandbox)], check=True, capture_output=True)
@@ -180,7 +201,9 @@ def test_sigkill_during_create_then_orphans_leaves_no_container_without_a_live_r
 ) -> None:
     proc = subprocess.Popen(
         [SANDBOXCTL, "create", "--image", docker_image, "--label", f"cleanup-test={tag}"],
-        env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
@@ -191,7 +214,9 @@ def test_sigkill_during_create_then_orphans_leaves_no_container_without_a_live_r
     assert all(r["status"] == "running" for r in live.values()), live  # no `creating` left behind
     labelled = subprocess.run(
         ["docker", "ps", "-a", "--filter", f"label=cleanup-test={tag}", "--format", '{{.Label "sandboxctl.id"}}'],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert set(labelled) <= set(live), (labelled, live, result.stdout)
 
@@ -204,8 +229,13 @@ def test_metrics_file_parses_and_counts_across_runs(cli: Cli, tmp_path: Path, do
     cli.ok("cleanup", "--metrics-file", str(metrics))
     cli.ok("cleanup", "--metrics-file", str(metrics))
     samples = {s.name: s.value for f in text_string_to_metric_families(metrics.read_text()) for s in f.samples}
-    for name in ("sandbox_cleanup_total", "sandbox_cleanup_duration_seconds", "sandbox_cleanup_errors_total",
-                 "sandbox_active_count", "sandbox_expired_count"):
+    for name in (
+        "sandbox_cleanup_total",
+        "sandbox_cleanup_duration_seconds",
+        "sandbox_cleanup_errors_total",
+        "sandbox_active_count",
+        "sandbox_expired_count",
+    ):
         assert name in samples, samples
     assert samples["sandbox_cleanup_total"] == 1 and samples["sandbox_cleanup_errors_total"] == 0
     assert samples["sandbox_active_count"] == 1 and samples["sandbox_expired_count"] == 0
@@ -213,8 +243,9 @@ def test_metrics_file_parses_and_counts_across_runs(cli: Cli, tmp_path: Path, do
 
 
 def test_idle_timeout_counts_from_the_last_exec(cli: Cli, docker_image: str, tag: str) -> None:
-    record = cli.ok("create", "--image", docker_image, "--label", f"cleanup-test={tag}", "--idle-timeout", "3s",
-                    "--json").json()
+    record = cli.ok(
+        "create", "--image", docker_image, "--label", f"cleanup-test={tag}", "--idle-timeout", "3s", "--json"
+    ).json()
     sandbox, created = record["id"], datetime.fromisoformat(record["created_at"]).timestamp()
     wait_until(created + 2)
     cli.ok("exec", sandbox, "--", "true")

@@ -39,8 +39,13 @@ def test_expiry_is_inclusive_and_time_is_injected(registry: Registry) -> None:
 
 
 def test_idle_timeout_counts_from_last_access(registry: Registry) -> None:
-    used = add_record(registry, idle=timedelta(minutes=5), last_used=timedelta(minutes=4), age=timedelta(hours=2),
-                      ttl=timedelta(days=1))
+    used = add_record(
+        registry,
+        idle=timedelta(minutes=5),
+        last_used=timedelta(minutes=4),
+        age=timedelta(hours=2),
+        ttl=timedelta(days=1),
+    )
     unused = add_record(registry, idle=timedelta(minutes=5), last_used=timedelta(minutes=5), ttl=timedelta(days=1))
     other_timeout = add_record(registry, idle=timedelta(hours=1), last_used=timedelta(minutes=30), ttl=None)
     assert plan(registry) == {unused.id: "idle"}
@@ -110,8 +115,9 @@ def test_deleting_record_is_reclaimed_only_after_the_claim_timeout(registry: Reg
 
 def test_failed_deletion_is_retried_and_flagged_stuck(registry: Registry) -> None:
     once = add_record(registry, status=SandboxStatus.FAILED, delete_attempts=1, ttl=timedelta(days=1))
-    thrice = add_record(registry, status=SandboxStatus.FAILED, delete_attempts=3, ttl=timedelta(days=1),
-                        policy=Policy.PERMANENT)
+    thrice = add_record(
+        registry, status=SandboxStatus.FAILED, delete_attempts=3, ttl=timedelta(days=1), policy=Policy.PERMANENT
+    )
     add_record(registry, status=SandboxStatus.FAILED, delete_attempts=0, ttl=timedelta(days=1))  # failed, not deleted
     items = {i.sandbox_id: i for i in plan_records(registry, CleanupRequest(), now=T0, grace=GRACE, is_alive=alive)}
     assert set(items) == {once.id, thrice.id}
@@ -133,8 +139,11 @@ def test_claim_is_won_exactly_once_and_refuses_a_changed_record(registry: Regist
 
     def contend() -> None:
         barrier.wait()
-        wins.append(registry.claim(record.id, seen_status=SandboxStatus.RUNNING,
-                                   seen_changed_at=record.status_changed_at, now=T0))
+        wins.append(
+            registry.claim(
+                record.id, seen_status=SandboxStatus.RUNNING, seen_changed_at=record.status_changed_at, now=T0
+            )
+        )
 
     threads = [threading.Thread(target=contend) for _ in range(8)]
     for thread in threads:
@@ -144,27 +153,46 @@ def test_claim_is_won_exactly_once_and_refuses_a_changed_record(registry: Regist
     assert sorted(wins) == [False] * 7 + [True]
     # Failed since it was planned: a claim made on the old view must lose.
     registry.set_status(record.id, SandboxStatus.FAILED, now=T0 + timedelta(seconds=1), delete_attempts=1)
-    assert not registry.claim(record.id, seen_status=SandboxStatus.FAILED, seen_changed_at=record.status_changed_at,
-                              now=T0)
+    assert not registry.claim(
+        record.id, seen_status=SandboxStatus.FAILED, seen_changed_at=record.status_changed_at, now=T0
+    )
 
 
 def resource(labels: dict[str, str], created: datetime | None = None) -> BackendSandbox:
-    return BackendSandbox(backend_id="c-" + labels.get(LABEL_ID, "x"), state=BackendState.RUNNING, labels=labels,
-                          created_at=created)
+    return BackendSandbox(
+        backend_id="c-" + labels.get(LABEL_ID, "x"), state=BackendState.RUNNING, labels=labels, created_at=created
+    )
 
 
-def labels(sandbox_id: str, *, registry: str = "ours", expires: str = "never", created: datetime = T0,
-           host: str = HOST, pid: str = "4242") -> dict[str, str]:
-    return {LABEL_ID: sandbox_id, LABEL_REGISTRY: registry, LABEL_EXPIRES_AT: expires,
-            LABEL_CREATED_AT: created.isoformat(), LABEL_HOST: host, LABEL_PID: pid}
+def labels(
+    sandbox_id: str,
+    *,
+    registry: str = "ours",
+    expires: str = "never",
+    created: datetime = T0,
+    host: str = HOST,
+    pid: str = "4242",
+) -> dict[str, str]:
+    return {
+        LABEL_ID: sandbox_id,
+        LABEL_REGISTRY: registry,
+        LABEL_EXPIRES_AT: expires,
+        LABEL_CREATED_AT: created.isoformat(),
+        LABEL_HOST: host,
+        LABEL_PID: pid,
+    }
 
 
 @pytest.mark.parametrize(
     ("case", "found", "probe", "expected"),
     [
         ("expired, any registry", labels("a", registry="theirs", expires=T0.isoformat()), alive, "orphan_expired"),
-        ("not yet expired, theirs, dead pid", labels("b", registry="theirs", expires="2027-01-01T00:00:00+00:00"),
-         dead, None),
+        (
+            "not yet expired, theirs, dead pid",
+            labels("b", registry="theirs", expires="2027-01-01T00:00:00+00:00"),
+            dead,
+            None,
+        ),
         ("ours, create dead", labels("c"), dead, "orphan_dead_create"),
         ("ours, create alive, young", labels("d", created=T0 - timedelta(minutes=5)), alive, None),
         ("ours, past grace", labels("e", created=T0 - GRACE), alive, "orphan_grace"),

@@ -199,9 +199,7 @@ def test_delete_then_not_found(backend: DaytonaBackend, sandbox: str) -> None:
         run(backend, sandbox, "true")
 
 
-def test_delete_turns_429_and_5xx_into_transient(
-    standin: StandIn, sb_backend: DaytonaBackend, sb_sandbox: str
-) -> None:
+def test_delete_turns_429_and_5xx_into_transient(standin: StandIn, sb_backend: DaytonaBackend, sb_sandbox: str) -> None:
     for method, status in (("DELETE", 500), ("GET", 429), ("DELETE", 503)):
         standin.add_fault(method=method, path="^/api/sandbox/", status=status)
         with pytest.raises(Transient, match=str(status)):
@@ -236,7 +234,7 @@ def test_exec_exit_code_output_env_and_workdir(backend: DaytonaBackend, sandbox:
     code, out, _ = run(backend, sandbox, "sh", "-c", 'echo "$CREATED_WITH $PER_EXEC"', env={"PER_EXEC": "x"})
     assert (code, out) == (0, b"yes x\n")
     code, out, _ = run(backend, sandbox, "printf", "%s|", "a b", "$HOME", "it's", '"q"', "*")
-    assert (code, out) == (0, b"a b|$HOME|it's|\"q\"|*|")  # arguments arrive literally, never re-split or globbed
+    assert (code, out) == (0, b'a b|$HOME|it\'s|"q"|*|')  # arguments arrive literally, never re-split or globbed
     workspace = backend.workspace_path(sandbox)
     assert run(backend, sandbox, "mkdir", "-p", f"{workspace}/sub")[0] == 0
     code, out, _ = run(backend, sandbox, "pwd", workdir=f"{workspace}/sub")

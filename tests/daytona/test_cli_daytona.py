@@ -226,8 +226,24 @@ def test_agent_run_on_daytona(dcli: Cli, target: Target, tmp_path: Path) -> None
     agent = 'test "$(cat "$SANDBOXCTL_TASK_FILE")" = "edit it" && echo more >> a.txt && echo new > b.txt'
     output = tmp_path / "out"
     result = dcli(
-        "agent-run", "--backend", "daytona", "--image", target.image, "--repo", str(repo), "--task", "edit it",
-        "--output", str(output), "--keep", "never", "--json", "--", "sh", "-c", agent,
+        "agent-run",
+        "--backend",
+        "daytona",
+        "--image",
+        target.image,
+        "--repo",
+        str(repo),
+        "--task",
+        "edit it",
+        "--output",
+        str(output),
+        "--keep",
+        "never",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        agent,
     )
     assert result.returncode == 0, str(result)
     summary = result.json()

@@ -28,7 +28,13 @@ class Http:
         self.key = standin.api_key if key is None else key
 
     def __call__(
-        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None, content_type: str | None = None,
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        content_type: str | None = None,
         timeout: float = 30,
     ) -> tuple[int, bytes, str]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -97,8 +103,13 @@ def test_every_endpoint_serves_what_the_sdk_models_parse(standin: StandIn) -> No
 
     served = {name for name, _ in standin.served}
     assert served == {
-        "Sandbox", "ListSandboxesResponse", "ToolboxProxyUrl", "ExecuteResponse", "UserHomeDirResponse",
-        "WorkDirResponse", "UploadFilesResponse",
+        "Sandbox",
+        "ListSandboxesResponse",
+        "ToolboxProxyUrl",
+        "ExecuteResponse",
+        "UserHomeDirResponse",
+        "WorkDirResponse",
+        "UploadFilesResponse",
     }
     assert [problem for name, body in standin.served for problem in model_problems(name, body)] == []
 
@@ -153,14 +164,17 @@ def test_exec_runs_for_real_and_a_timeout_is_408_killing_the_group(standin: Stan
     sandbox_id = http.json("POST", "/api/sandbox", create_body(env={"FROM_CREATE": "c"}))["id"]
     home = Path(http.json("GET", f"/toolbox/{sandbox_id}/user-home-dir")["dir"])
     done = http.json(
-        "POST", f"/toolbox/{sandbox_id}/process/execute",
+        "POST",
+        f"/toolbox/{sandbox_id}/process/execute",
         {"command": 'echo "$FROM_CREATE $PER_CALL $PWD"', "envs": {"PER_CALL": "p"}},
     )
     assert done == {"exitCode": 0, "result": f"c p {home}\n"}
     started = time.monotonic()
     error = http.json(
-        "POST", f"/toolbox/{sandbox_id}/process/execute",
-        {"command": "(sleep 3; touch late) & sleep 30", "timeout": 1}, expect=408,
+        "POST",
+        f"/toolbox/{sandbox_id}/process/execute",
+        {"command": "(sleep 3; touch late) & sleep 30", "timeout": 1},
+        expect=408,
     )
     assert error["code"] == "PROCESS_EXECUTION_TIMEOUT" and time.monotonic() - started < 10
     time.sleep(3.5)
