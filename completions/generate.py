@@ -7,8 +7,6 @@ these files differ from what the app generates.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -16,9 +14,14 @@ SHELLS = {"bash": "sandboxctl.bash", "zsh": "_sandboxctl", "fish": "sandboxctl.f
 
 
 def render(shell: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "sandboxctl", "--show-completion", shell], capture_output=True, text=True, check=True
-    ).stdout
+    """The script Typer's `--show-completion SHELL` prints, asked for the shell by name.
+
+    `--show-completion` is a flag that detects the calling shell from the process tree (shellingham), which
+    fails under pytest-xdist workers ("Shell  not supported"); naming the shell makes the output deterministic.
+    """
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name="sandboxctl", complete_var="_SANDBOXCTL_COMPLETE", shell=shell) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,10 +1,1 @@
-_sandboxctl_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _SANDBOXCTL_COMPLETE=complete_bash $1 ) )
-    return 0
-}
-
-complete -o default -F _sandboxctl_completion sandboxctl
+complete --command sandboxctl --no-files --arguments "(env _SANDBOXCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) sandboxctl)" --condition "env _SANDBOXCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) sandboxctl"
