@@ -46,6 +46,8 @@ class BackendSource(Protocol):
 
 @dataclass(frozen=True)
 class CleanupRequest:
+    """What the command line asked for; the planner reads the selectors, the executor the rest."""
+
     ids: tuple[str, ...] = ()
     older_than: timedelta | None = None
     force: bool = False
