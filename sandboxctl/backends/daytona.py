@@ -1,4 +1,4 @@
-"""Daytona backend on the `daytona` SDK (pinned 0.226.1; notes in shared/research/daytona-sdk.md).
+"""Daytona backend on the `daytona` SDK (pinned 0.226.1; see the README, "Daytona").
 
 A sandbox is one Daytona sandbox named `sandboxctl-<id>` and labelled with
 `CreateSpec.labels`, so `cleanup --orphans` can judge it without the registry.

@@ -22,7 +22,7 @@ from sandboxctl.services.context import Context
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from sandboxctl.services.cleanup import CleanupReport
+    from sandboxctl.services.cleanup.report import CleanupReport
 
 PROGRESS_FROM = 10  # smaller batches finish before a bar would be worth drawing
 

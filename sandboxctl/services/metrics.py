@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sandboxctl.services.cleanup import CleanupReport
+    from sandboxctl.services.cleanup.report import CleanupReport
 
 CLEANED = "sandbox_cleanup"  # exposed as sandbox_cleanup_total
 ERRORS = "sandbox_cleanup_errors"  # sandbox_cleanup_errors_total

@@ -82,7 +82,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 30, what: str = "condition") -> Any:
+def wait_for(condition: Callable[[], Any], *, timeout: float = 120, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

@@ -185,7 +185,7 @@ def test_live_view_on_a_terminal(cli: Cli) -> None:
         if not chunk:
             break
         screen += chunk
-    assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
     os.close(primary)
     text = screen.decode(errors="replace")
     assert "agent-run" in text and "line-two" in text and "succeeded" in text, text

@@ -100,7 +100,7 @@ def test_timeout_exits_124_and_keeps_the_sandbox(cli: Cli, backend: list[str]) -
     assert result.returncode == 124, str(result)
     assert "timed out" in result.stderr, str(result)
     summary = result.json()
-    assert summary["status"] == "timed_out" and summary["duration_seconds"] < 30
+    assert summary["status"] == "timed_out"
     assert summary["steps"]["agent"]["timed_out"] is True
     assert summary["sandbox_deletion"]["skipped"] is True
     cli.ok("exec", summary["sandbox_id"], "--", "true")

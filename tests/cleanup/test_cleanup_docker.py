@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sqlite3
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,13 @@ def seconds_since(iso: str) -> float:
     return time.time() - datetime.fromisoformat(iso).timestamp()
 
 
-def wait_until(moment: float) -> None:
-    time.sleep(max(0.0, moment - time.time()))
+def backdate(home: Path, sandbox: str, column: str, by: timedelta) -> None:
+    """Move one of a record's times into the past in the real registry file: age without sleeping,
+    so the test holds on a loaded machine (a slow `create` cannot make a young sandbox look old)."""
+    with sqlite3.connect(home / "registry.db") as conn:
+        (value,) = conn.execute(f"SELECT {column} FROM sandbox WHERE id = ?", (sandbox,)).fetchone()
+        moved = (datetime.fromisoformat(value) - by).strftime("%Y-%m-%d %H:%M:%S.%f")
+        conn.execute(f"UPDATE sandbox SET {column} = ? WHERE id = ?", (moved, sandbox))
 
 
 def test_cleanup_dry_run_changes_nothing(cli: Cli, home: Path, docker_image: str, tag: str) -> None:
@@ -92,12 +98,14 @@ def test_cleanup_dry_run_changes_nothing(cli: Cli, home: Path, docker_image: str
     assert not (home / "cleanup.lock").exists()
 
 
-def test_older_than_takes_only_the_old_and_reports_freed_space(cli: Cli, docker_image: str, tag: str) -> None:
+def test_older_than_takes_only_the_old_and_reports_freed_space(
+    cli: Cli, home: Path, docker_image: str, tag: str
+) -> None:
     old = create(cli, docker_image, tag)
     cli.ok("exec", old, "--", "dd", "if=/dev/zero", "of=/tmp/ballast", "bs=1024", "count=512")
-    time.sleep(2)
     young = create(cli, docker_image, tag)
-    summary = cli.ok("cleanup", "--older-than", "2s", "--json").json()
+    backdate(home, old, "created_at", timedelta(hours=2))
+    summary = cli.ok("cleanup", "--older-than", "1h", "--json").json()
     assert [(s["sandbox_id"], s["reason"]) for s in summary["sandboxes"]] == [(old, "older_than")]
     assert summary["disk_space_freed_mb"] >= 0.5, summary
     assert sandbox_containers(old) == [] and len(sandbox_containers(young)) == 1
@@ -242,18 +250,15 @@ def test_metrics_file_parses_and_counts_across_runs(cli: Cli, tmp_path: Path, do
     assert [p.name for p in metrics.parent.iterdir()] == ["sandboxctl.prom"]  # no temp file left behind
 
 
-def test_idle_timeout_counts_from_the_last_exec(cli: Cli, docker_image: str, tag: str) -> None:
-    record = cli.ok(
-        "create", "--image", docker_image, "--label", f"cleanup-test={tag}", "--idle-timeout", "3s", "--json"
-    ).json()
-    sandbox, created = record["id"], datetime.fromisoformat(record["created_at"]).timestamp()
-    wait_until(created + 2)
-    cli.ok("exec", sandbox, "--", "true")
-    last_exec = time.time()
-    wait_until(created + 3.5)  # past the idle deadline the exec removed
+def test_idle_timeout_counts_from_the_last_exec(cli: Cli, home: Path, docker_image: str, tag: str) -> None:
+    """Times are moved back in the registry file instead of slept through, so load cannot flip the outcome."""
+    sandbox = create(cli, docker_image, tag, "--idle-timeout", "1h")
+    backdate(home, sandbox, "created_at", timedelta(hours=2))
+    backdate(home, sandbox, "last_accessed", timedelta(hours=2))  # idle since creation: due
+    cli.ok("exec", sandbox, "--", "true")  # ... but used just now
     kept = cli.ok("cleanup", "--json").json()
-    assert kept["sandboxes"] == [], f"taken {time.time() - last_exec:.1f}s after the exec: {kept}"
-    wait_until(last_exec + 3.2)
+    assert kept["sandboxes"] == [], kept
+    backdate(home, sandbox, "last_accessed", timedelta(hours=1, minutes=1))  # that exec was 61 minutes ago
     taken = cli.ok("cleanup", "--json").json()
     assert [(s["sandbox_id"], s["reason"]) for s in taken["sandboxes"]] == [(sandbox, "idle")]
     assert sandbox_containers(sandbox) == []

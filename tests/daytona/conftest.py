@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -116,3 +118,27 @@ def dcli(cli: Cli, target: Target) -> Cli:
     if target.target:
         env["DAYTONA_TARGET"] = target.target
     return Cli(env)
+
+
+T = TypeVar("T")
+HANG_GUARD = 120  # seconds; only a hang reaches it. The bounds themselves (20 s, 30 s) are benchmarked, not asserted.
+
+
+def guarded(call: Callable[[], T]) -> T:
+    """`call()` in a daemon thread: its result or exception, or a test failure (not a hung suite) after HANG_GUARD."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(HANG_GUARD)
+    if thread.is_alive():
+        pytest.fail(f"still running after {HANG_GUARD}s: a hang")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

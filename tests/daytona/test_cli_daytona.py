@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,12 +16,10 @@ from sandboxctl.labels import LABEL_EXPIRES_AT
 from sandboxctl.registry.store import new_sandbox_id
 
 from ..conftest import SANDBOXCTL, Cli, Result
-from .conftest import STANDIN_IMAGE, Target, make_spec
+from .conftest import HANG_GUARD, STANDIN_IMAGE, Target, make_spec
 from .standin import StandIn
 
 pytestmark = pytest.mark.daytona
-
-NO_HANG_SECONDS = 30
 
 
 def closed_port_url() -> str:
@@ -70,10 +69,8 @@ def test_exec_stdin_and_timeout(dcli: Cli, target: Target) -> None:
     try:
         result = dcli("exec", sandbox_id, "--", "cat", input="through stdin\n")
         assert (result.returncode, result.stdout) == (0, "through stdin\n"), str(result)
-        started = time.monotonic()
-        result = dcli("exec", sandbox_id, "--timeout", "1s", "--", "sleep", "20")
+        result = dcli("exec", sandbox_id, "--timeout", "1s", "--", "sleep", "20", timeout=HANG_GUARD)
         assert result.returncode == 124, str(result)
-        assert time.monotonic() - started < NO_HANG_SECONDS
     finally:
         dcli.ok("delete", sandbox_id)
 
@@ -90,10 +87,8 @@ def test_an_unreachable_api_exits_4_quickly(dcli: Cli, target: Target) -> None:
     dead = {"DAYTONA_API_URL": closed_port_url()}
     try:
         for args in (("create", "--backend", "daytona"), ("exec", sandbox_id, "--", "true"), ("delete", sandbox_id)):
-            started = time.monotonic()
-            result = dcli(*args, env=dead)
+            result = dcli(*args, env=dead, timeout=HANG_GUARD)
             assert result.returncode == 4, str(result)
-            assert time.monotonic() - started < NO_HANG_SECONDS
             assert "unreachable" in result.stderr and len(result.stderr.splitlines()) == 1
     finally:
         dcli("delete", sandbox_id)
@@ -102,10 +97,8 @@ def test_an_unreachable_api_exits_4_quickly(dcli: Cli, target: Target) -> None:
 @pytest.mark.slow
 def test_a_silent_api_exits_4_within_the_bound(standin_cli: Cli, standin: StandIn) -> None:
     standin.add_fault(path="^/api/", silence=True, times=-1)
-    started = time.monotonic()
-    result = standin_cli("create", "--backend", "daytona", "--image", STANDIN_IMAGE)
+    result = standin_cli("create", "--backend", "daytona", "--image", STANDIN_IMAGE, timeout=HANG_GUARD)
     assert result.returncode == 4, str(result)
-    assert time.monotonic() - started < NO_HANG_SECONDS
     assert "did not answer" in result.stderr
 
 
@@ -159,12 +152,12 @@ def test_sigterm_during_exec_kills_the_remote_command(standin_cli: Cli, standin:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + NO_HANG_SECONDS
+        deadline = time.monotonic() + HANG_GUARD
         while not (sandbox.home / "started").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert (sandbox.home / "started").exists()
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=NO_HANG_SECONDS) == 130
+        assert process.wait(timeout=HANG_GUARD) == 130
     finally:
         process.kill()
         process.communicate()
@@ -198,7 +191,7 @@ def test_the_key_and_env_values_are_never_printed_or_stored(
     run("status", "--json", env={"SANDBOXCTL_DEBUG": "1"})
     assert run("--debug", "create", "--backend", "daytona", *image, "--env", f"SECRET={secret}").returncode == 1
     assert run("--debug", "delete", sandbox_id).returncode == 1
-    run("--debug", "cleanup", "--orphans", "--json")
+    run("--debug", "cleanup", "--orphans", "--label", f"sandboxctl-test={uuid.uuid4().hex}", "--json")  # ours only
     standin.faults.clear()
     assert run("--debug", "create", "--backend", "daytona", env={"DAYTONA_API_KEY": f"x{api_key}x"}).returncode == 4
     run("config", "show")

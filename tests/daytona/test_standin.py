@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import guarded
 from .standin import StandIn, model_problems
 
 pytestmark = pytest.mark.daytona
@@ -154,9 +155,7 @@ def test_silence_holds_the_request_until_stopped(tmp_path: Path) -> None:
         with pytest.raises(TimeoutError):
             Http(server)("GET", "/api/sandbox", timeout=1)
     finally:
-        started = time.monotonic()
-        server.stop()
-    assert time.monotonic() - started < 5
+        guarded(server.stop)  # a silenced request must not keep the server from stopping
 
 
 def test_exec_runs_for_real_and_a_timeout_is_408_killing_the_group(standin: StandIn) -> None:
@@ -169,14 +168,13 @@ def test_exec_runs_for_real_and_a_timeout_is_408_killing_the_group(standin: Stan
         {"command": 'echo "$FROM_CREATE $PER_CALL $PWD"', "envs": {"PER_CALL": "p"}},
     )
     assert done == {"exitCode": 0, "result": f"c p {home}\n"}
-    started = time.monotonic()
     error = http.json(
         "POST",
         f"/toolbox/{sandbox_id}/process/execute",
         {"command": "(sleep 3; touch late) & sleep 30", "timeout": 1},
         expect=408,
     )
-    assert error["code"] == "PROCESS_EXECUTION_TIMEOUT" and time.monotonic() - started < 10
+    assert error["code"] == "PROCESS_EXECUTION_TIMEOUT"  # not a 200 after `sleep 30` ended
     time.sleep(3.5)
     assert not (home / "late").exists()  # the background child died with its group
 

@@ -1,0 +1,268 @@
+"""Which sandboxes a cleanup run takes, and why: reads only, so real runs and --dry-run share it.
+
+The planner takes `now` and a process probe, so its rules are tested without sleeping;
+it reads the registry and the backends it is given, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sandboxctl.errors import BackendUnavailable, SandboxNotFound
+from sandboxctl.labels import LABEL_CREATED_AT, LABEL_EXPIRES_AT, LABEL_ID, LABEL_NAME, matches
+from sandboxctl.registry.models import Policy, SandboxRecord, SandboxStatus
+from sandboxctl.services.cleanup.report import Action, CleanupItem
+from sandboxctl.services.context import Context
+from sandboxctl.services.orphans import (
+    VANISHED,
+    ProcessProbe,
+    find_orphans,
+    find_vanished,
+    label_time,
+    process_alive,
+)
+
+if TYPE_CHECKING:
+    from sandboxctl.backends.base import Backend, BackendSandbox
+    from sandboxctl.registry.store import Registry
+
+# Far beyond one deletion's worst case (60 s of retries plus Docker's 60 s request timeout).
+CLAIM_TIMEOUT = timedelta(minutes=10)
+# Statuses judged by expiry, idleness, age or name; `creating` and `deleting` have their own rules.
+JUDGED = (SandboxStatus.RUNNING, SandboxStatus.STOPPED, SandboxStatus.EXPIRED, SandboxStatus.FAILED)
+# Backends always scanned by --orphans when reachable, even without records (a lost registry).
+ALWAYS_SCANNED = ("docker", "local")
+
+
+class BackendSource(Protocol):
+    """Where the planner gets a backend by name (the executor's BackendPool)."""
+
+    def get(self, name: str) -> Backend: ...
+
+
+@dataclass(frozen=True)
+class CleanupRequest:
+    """What the command line asked for; the planner reads the selectors, the executor the rest."""
+
+    ids: tuple[str, ...] = ()
+    older_than: timedelta | None = None
+    force: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    backend: str | None = None
+    limit: int = 100
+    orphans: bool = False
+    dry_run: bool = False
+    concurrency: int = 8
+    metrics_file: Path | None = None
+
+
+@dataclass
+class Plan:
+    items: list[CleanupItem] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)  # not tied to one sandbox: a backend scan failed
+    skipped_backends: list[dict[str, str]] = field(default_factory=list)  # unavailable, and no records on them
+
+
+def _record_item(record: SandboxRecord, reason: str, action: Action = Action.DELETE) -> CleanupItem:
+    return CleanupItem(
+        sandbox_id=record.id,
+        name=record.name,
+        backend=record.backend,
+        backend_id=record.backend_id,
+        reason=reason,
+        action=action,
+        seen_status=record.status,
+        attempts=record.delete_attempts,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        record=record,
+    )
+
+
+def _deadline_reason(record: SandboxRecord, now: datetime, older_than: timedelta | None) -> str | None:
+    if record.expires_at is not None and record.expires_at <= now:
+        return "expired"
+    idle = record.idle_timeout_seconds
+    if idle is not None and record.last_accessed + timedelta(seconds=idle) <= now:
+        return "idle"
+    if older_than is not None and record.created_at < now - older_than:
+        return "older_than"
+    return None
+
+
+def _unfinished_reason(record: SandboxRecord, now: datetime, grace: timedelta, is_alive: ProcessProbe) -> str | None:
+    """Why a record left half-way (dead create, dead claim, failed deletion) should be finished now."""
+    if record.status == SandboxStatus.CREATING:
+        if is_alive(record.host, record.pid) is False or record.created_at + grace <= now:
+            return "stale_create"
+    elif record.status == SandboxStatus.DELETING:
+        if record.status_changed_at + CLAIM_TIMEOUT <= now:
+            return "stale_claim"
+    elif record.status == SandboxStatus.FAILED and record.delete_attempts > 0:
+        return "retry"
+    return None
+
+
+def plan_records(
+    registry: Registry, request: CleanupRequest, *, now: datetime, grace: timedelta, is_alive: ProcessProbe
+) -> list[CleanupItem]:
+    """The registry's candidates, oldest first, before --limit. Reads only."""
+    selector = dict(request.labels)
+    unfinished_statuses = [SandboxStatus.CREATING, SandboxStatus.DELETING, SandboxStatus.FAILED]
+    if request.ids:
+        records = [found for ref in request.ids if isinstance(found := registry.resolve(ref), SandboxRecord)]
+        records = [r for r in records if not request.backend or r.backend == request.backend]
+        judged = {r.id: "requested" for r in records if r.status in JUDGED}
+    else:
+        deadline = registry.past_deadline(
+            now,
+            statuses=JUDGED,
+            older_than=request.older_than,
+            backend=request.backend,
+            selector=selector,
+            exclude_permanent=not request.force,
+            limit=request.limit,
+        )
+        records = deadline + registry.list_live(backend=request.backend, statuses=unfinished_statuses)
+        judged = {r.id: reason for r in deadline if (reason := _deadline_reason(r, now, request.older_than))}
+    items: dict[str, CleanupItem] = {}
+    for record in records:
+        if record.id in items or (selector and not matches(record.labels, selector)):
+            continue
+        reason = judged.get(record.id)
+        if reason is not None and record.policy == Policy.PERMANENT and not request.force:
+            reason = None
+        reason = reason or _unfinished_reason(record, now, grace, is_alive)
+        if reason is not None:
+            items[record.id] = _record_item(record, reason)
+    return sorted(items.values(), key=lambda item: (item.created_at or now, item.sandbox_id))
+
+
+def _orphan_item(resource: BackendSandbox, backend: str, reason: str) -> CleanupItem:
+    return CleanupItem(
+        sandbox_id=resource.labels[LABEL_ID],
+        name=resource.labels.get(LABEL_NAME) or resource.name,
+        backend=backend,
+        backend_id=resource.backend_id,
+        reason=reason,
+        action=Action.DELETE_ORPHAN,
+        seen_status="orphan",
+        created_at=label_time(resource.labels.get(LABEL_CREATED_AT)) or resource.created_at,
+        expires_at=label_time(resource.labels.get(LABEL_EXPIRES_AT)),
+        resource=resource,
+    )
+
+
+def _backends_to_scan(ctx: Context, request: CleanupRequest, recorded: set[str]) -> list[str]:
+    """--backend, else every backend with live records plus docker and local. Daytona only when in play
+    (records, --backend, or an API key): importing its SDK alone costs seconds."""
+    if request.backend:
+        return [request.backend]
+    wanted = recorded | set(ALWAYS_SCANNED)
+    if ctx.settings.get("daytona.api_key"):
+        wanted.add("daytona")
+    return sorted(wanted)
+
+
+def plan_reconciliation(
+    ctx: Context,
+    registry: Registry | None,
+    backends: BackendSource,
+    request: CleanupRequest,
+    *,
+    now: datetime,
+    grace: timedelta,
+    is_alive: ProcessProbe,
+    planned: set[str],
+    only_ids: set[str] | None,
+) -> Plan:
+    """--orphans: orphan resources to delete and vanished records to close, plus errors of unreadable backends.
+
+    A backend without live records that is unavailable (no Docker on this machine) is only noted
+    in `skipped_backends`; one with records, or one failing otherwise, is an error.
+    """
+    registry_id = registry.registry_id() if registry is not None else ""
+    recorded = {row.backend for row in registry.live_refs()} if registry is not None else set()
+    required = {request.backend} if request.backend else recorded
+    selector = dict(request.labels)
+    found = Plan()
+    for name in _backends_to_scan(ctx, request, recorded):
+        if name == "local" and name not in required and not ctx.settings.paths.local_root.is_dir():
+            continue
+        try:
+            backend = backends.get(name)
+            resources = backend.list_owned(selector or None)  # listed before the records are read: see find_orphans
+        except Exception as exc:  # noqa: BLE001 - one unreadable backend must not stop the others
+            if name not in required and isinstance(exc, BackendUnavailable):
+                found.skipped_backends.append({"backend": name, "reason": str(exc)})
+            else:
+                found.errors.append({"sandbox_id": None, "backend": name, "error": f"cannot scan {name}: {exc}"})
+            continue
+        refs = registry.live_refs() if registry is not None else []
+        for resource, reason in find_orphans(
+            resources,
+            live_ids={ref.id for ref in refs},
+            registry_id=registry_id,
+            now=now,
+            grace=grace,
+            is_alive=is_alive,
+        ):
+            if only_ids is None or resource.labels[LABEL_ID] in only_ids:
+                found.items.append(_orphan_item(resource, name, reason))
+        listed = {resource.backend_id for resource in resources}
+        unlisted = [
+            ref.id
+            for ref in refs
+            if ref.backend == name
+            and ref.backend_id not in listed
+            and ref.id not in planned
+            and (only_ids is None or ref.id in only_ids)
+        ]
+        if not unlisted or registry is None:
+            continue
+        candidates = [r for r in registry.get_many(unlisted) if not selector or matches(r.labels, selector)]
+        try:
+            vanished = find_vanished(backend, candidates)
+        except Exception as exc:  # noqa: BLE001 - reported, the rest of the run goes on
+            found.errors.append({"sandbox_id": None, "backend": name, "error": f"cannot check {name} records: {exc}"})
+            continue
+        found.items.extend(_record_item(record, VANISHED, Action.CLOSE) for record in vanished)
+    return found
+
+
+def plan_cleanup(
+    ctx: Context,
+    registry: Registry | None,
+    backends: BackendSource,
+    request: CleanupRequest,
+    *,
+    now: datetime,
+    is_alive: ProcessProbe = process_alive,
+) -> Plan:
+    """The whole plan, limited: registry candidates first (oldest first), then vanished records and orphans."""
+    if request.ids and registry is None:
+        raise SandboxNotFound(f"no sandbox {request.ids[0]!r}: the registry is empty")
+    grace: timedelta = ctx.settings.get("cleanup.orphan_grace")
+    items = plan_records(registry, request, now=now, grace=grace, is_alive=is_alive) if registry is not None else []
+    plan = Plan(items=items)
+    if request.orphans:
+        # Ids named on the command line, archived ones included (their resource may linger).
+        only_ids = {registry.resolve(ref).id for ref in request.ids} if registry is not None and request.ids else None
+        plan = plan_reconciliation(
+            ctx,
+            registry,
+            backends,
+            request,
+            now=now,
+            grace=grace,
+            is_alive=is_alive,
+            planned={item.sandbox_id for item in items},
+            only_ids=only_ids,
+        )
+        plan.items[:0] = items
+    plan.items = plan.items[: request.limit]
+    return plan
