@@ -22,7 +22,7 @@ def status_cmd(
     json_: JsonOption = False,
 ) -> None:
     """One sandbox with its live backend state, or a table of live sandboxes."""
-    from sandboxctl.services.lifecycle import list_sandboxes, sandbox_status  # lazy: keeps --help free of SQLModel
+    from sandboxctl.services.listing import iter_sandboxes, sandbox_status  # lazy: keeps --help light
 
     app: Context = ctx.obj
     if sandbox is not None:
@@ -32,8 +32,8 @@ def status_cmd(
             return
         render.fields(record)
         return
-    records = list_sandboxes(app, include_archived=all_, backend=backend, selector=parse_labels(label or []))
+    records = iter_sandboxes(app, include_archived=all_, backend=backend, selector=parse_labels(label or []))
     if json_:
-        render.emit_json(records)
+        render.emit_json_array(records)  # streamed: 20,000 records never sit in memory at once
         return
     render.table(render.SANDBOX_COLUMNS, render.sandbox_rows(records))
