@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sandboxctl.backends.base import (
     EXEC_TOKEN_VAR,
+    TIMED_OUT,
     BackendError,
     BackendSandbox,
     BackendState,
@@ -304,7 +305,7 @@ class DockerBackend:
             sock.close()
         if not finished:
             self._kill_exec(api, backend_id, exec_id, token)
-            return ExecResult(exit_code=124, timed_out=True)
+            return TIMED_OUT
         return ExecResult(exit_code=_exit_code(api, exec_id))
 
     def _run_quiet(self, api: _ExecApi, backend_id: str, command: list[str]) -> int:

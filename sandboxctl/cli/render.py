@@ -32,6 +32,18 @@ def emit_json_array(documents: Iterable[Any]) -> None:
     sys.stdout.flush()
 
 
+def emit_json_line(document: Any, *, stderr: bool = False) -> None:
+    """One compact JSON document on one line (event streams), flushed at once."""
+    emit_text(json.dumps(document, ensure_ascii=False) + "\n", stderr=stderr)
+
+
+def emit_text(text: str, *, stderr: bool = False) -> None:
+    """Text passed through as it arrives (an agent's output), flushed at once."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(text)
+    stream.flush()
+
+
 def emit_line(text: str) -> None:
     sys.stdout.write(text + "\n")
 
