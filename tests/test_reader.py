@@ -358,3 +358,106 @@ def test_a_read_only_home_serves_reads_and_refuses_writes_in_one_line(cli: Cli, 
         assert "unexpected" not in result.stderr
     assert [r["id"] for r in ro.ok("status", "--json").json()] == [sandbox]
     assert json.loads(ro.ok("status", "--all", "--json").stdout)[0]["status"] == "running"
+
+
+def test_fast_writes_store_exactly_what_the_full_registry_stores(tmp_path: Path) -> None:
+    """delete's claim, failure and archive through the reader and through SQLModel: byte-identical rows."""
+    from sandboxctl.registry.states import SandboxStatus
+
+    t0 = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    raw: list[dict[str, list[tuple[object, ...]]]] = []
+    for fast in (True, False):
+        db = tmp_path / ("fast" if fast else "full") / "registry.db"
+        registry = Registry(f"sqlite:///{db}")
+        for sandbox_id in ("aaaa00000001", "aaaa00000002"):
+            registry.insert(
+                SandboxRecord(
+                    id=sandbox_id,
+                    name=f"n-{sandbox_id}",
+                    backend="local",
+                    labels={"k": "v", "ü": "✓"},
+                    env_keys=["TOKEN"],
+                    cpus=1.5,
+                    created_at=t0,
+                    last_accessed=t0,
+                    expires_at=t0 + timedelta(hours=1),
+                    host="h",
+                    pid=1,
+                    status_changed_at=t0,
+                )
+            )
+        writer = RegistryReader.open(db) if fast else registry
+        assert writer is not None
+        steps = [
+            writer.set_status("aaaa00000001", SandboxStatus.RUNNING, now=t0, expect=[SandboxStatus.CREATING]),
+            writer.set_status("aaaa00000001", SandboxStatus.DELETING, now=t0 + timedelta(seconds=1)),
+            writer.set_status("aaaa00000001", SandboxStatus.CREATING, now=t0),  # illegal: refused
+            writer.set_status(
+                "aaaa00000001", SandboxStatus.FAILED, now=t0 + timedelta(seconds=2), delete_attempts=1, last_error="é"
+            ),
+            writer.set_status("aaaa00000002", SandboxStatus.DELETING, now=t0 + timedelta(seconds=3)),
+        ]
+        assert steps == [True, True, False, True, True]
+        archived = writer.archive(
+            "aaaa00000002", reason="deleted", deletion={"success": True, "freed_bytes": 12}, now=t0
+        )
+        assert bool(archived)
+        with sqlite3.connect(db) as conn:
+            raw.append(
+                {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("sandbox", "sandbox_archive")}
+            )
+    assert raw[0] == raw[1]
+    assert [row[0] for row in raw[0]["sandbox_archive"]] == ["aaaa00000002"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["status", "abc", "--json"],
+        ["status", "-a", "--backend", "local", "-l", "a=b", "--label=c=d=e", "--json"],
+        ["status", "--backend=docker", "--all"],
+        ["--db", "x.db", "--debug", "status", "-b", "local"],
+        ["delete", "a"],
+        ["delete", "a", "b", "--json", "c"],
+        ["--db", "y.db", "delete", "--json", "x"],
+    ],
+)
+def test_status_and_delete_grammar_is_the_same_on_the_fast_path_and_in_typer(argv: list[str]) -> None:
+    import typer.main
+
+    from sandboxctl.cli.app import app
+    from sandboxctl.cli.fast import parse_fast
+
+    fast = parse_fast(argv)
+    assert fast is not None, argv
+    command = typer.main.get_command(app)
+    at = argv.index(fast.command)
+    root = command.make_context("sandboxctl", [*argv[:at], "status"], resilient_parsing=True)
+    params = command.commands[fast.command].make_context(fast.command, argv[at + 1 :], parent=root).params  # type: ignore[attr-defined]
+    assert root.params["db"] == fast.db
+    positional = params.pop("sandbox" if fast.command == "status" else "sandboxes")
+    assert ([] if positional is None else [positional] if isinstance(positional, str) else list(positional)) == list(
+        fast.args
+    )
+    if "label" in params:
+        params["label"] = params["label"] or []
+    assert params == fast.params
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--help"],
+        ["status", "a", "b"],
+        ["status", "--bogus"],
+        ["delete"],
+        ["delete", "--", "x"],
+        ["status", "-b"],
+    ],
+)
+def test_the_fast_parser_leaves_everything_else_to_typer(argv: list[str]) -> None:
+    from sandboxctl.cli.fast import parse_fast
+
+    assert parse_fast(argv) is None

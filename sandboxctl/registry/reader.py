@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from sandboxctl.durations import isoformat
 from sandboxctl.errors import RegistryError, SandboxNotFound, UsageError
+from sandboxctl.registry.states import LIVE_STATUSES, SandboxStatus, sources_of
 
 # The number of migrations in `registry/migrations.py` (checked there at import): a registry
 # at another version is left to the full registry, which migrates it.
@@ -127,6 +128,17 @@ def from_sqlite_datetime(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+def encode_value(column: str, value: Any) -> Any:
+    """A Python value as the full registry stores it in this column (JSON text, naive UTC text)."""
+    if value is None:
+        return None
+    if column in JSON_COLUMNS:
+        return json.dumps(value)
+    if column in DATETIME_COLUMNS:
+        return to_sqlite_datetime(value)
+    return value
+
+
 def decode_row(columns: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
     row = dict(zip(columns, values, strict=True))
     for key in JSON_COLUMNS.intersection(row):
@@ -198,6 +210,10 @@ class SandboxRow:
     @property
     def status(self) -> str:
         return str(self.values["status"])
+
+    @property
+    def delete_attempts(self) -> int:
+        return int(self.values["delete_attempts"])
 
     def to_json(self) -> dict[str, Any]:
         return sandbox_json(self.values)
@@ -304,8 +320,6 @@ class RegistryReader:
     # -- listings --------------------------------------------------------------------
     def iter_rows(self, *, archived: bool = False, backend: str | None = None) -> Iterator[dict[str, Any]]:
         """Live (or archived) rows, oldest first, one at a time: `status` over 20,000 rows never holds them all."""
-        from sandboxctl.registry.states import LIVE_STATUSES
-
         columns = ARCHIVE_COLUMNS if archived else SANDBOX_COLUMNS
         sql = f"SELECT {_select(columns)} FROM {'sandbox_archive' if archived else 'sandbox'}"
         conditions: list[str] = []
@@ -329,7 +343,63 @@ class RegistryReader:
         finally:
             conn.close()
 
-    # -- the one small write exec makes --------------------------------------------------
+    # -- the few small writes of the everyday commands ----------------------------------
+    # Each is one short transaction, written exactly as the full registry writes it (same columns,
+    # same text): tests/test_reader.py applies each through both paths and compares the rows.
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one `BEGIN IMMEDIATE` transaction; returns their row counts."""
+        conn = self._connect(write=True)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            counts = [conn.execute(sql, params).rowcount for sql, params in statements]
+            conn.execute("COMMIT")
+            return counts
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise registry_error(self.path, exc) from None
+        finally:
+            conn.close()
+
+    def set_status(
+        self,
+        sandbox_id: str,
+        target: SandboxStatus,
+        *,
+        now: datetime,
+        expect: Sequence[SandboxStatus] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """`Registry.set_status` on stdlib sqlite3: one conditional UPDATE the state machine allows."""
+        allowed = sources_of(target)
+        if expect is not None:
+            allowed = allowed & frozenset(expect)
+        values = {"status": target.value, "status_changed_at": now, **fields}
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        marks = ", ".join("?" * len(allowed))
+        sql = f"UPDATE sandbox SET {assignments} WHERE id = ? AND status IN ({marks})"
+        params = [encode_value(column, value) for column, value in values.items()]
+        return self._write([(sql, [*params, sandbox_id, *sorted(s.value for s in allowed)])])[0] == 1
+
+    def archive(self, sandbox_id: str, *, reason: str, deletion: Mapping[str, Any], now: datetime) -> bool:
+        """`Registry.archive` on stdlib sqlite3: the row moves to the archive, `deleted`, in one transaction."""
+        copied = _select([c for c in SANDBOX_COLUMNS if c not in ("status", "status_changed_at")])
+        added = "status, status_changed_at, archived_at, reason, deletion"
+        insert = (
+            f"INSERT INTO sandbox_archive ({copied}, {added}) SELECT {copied}, ?, ?, ?, ?, ? FROM sandbox WHERE id = ?"
+        )
+        stamp = to_sqlite_datetime(now)
+        params = [
+            SandboxStatus.DELETED.value,
+            stamp,
+            stamp,
+            reason,
+            encode_value("deletion", dict(deletion)),
+            sandbox_id,
+        ]
+        moved, _ = self._write([(insert, params), ("DELETE FROM sandbox WHERE id = ?", [sandbox_id])])
+        return moved == 1
+
     def touch(self, sandbox_id: str, now: datetime) -> bool:
         """Set last_accessed; False when this path could not (the caller then uses the full registry)."""
         try:

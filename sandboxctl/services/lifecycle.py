@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -26,7 +25,6 @@ from sandboxctl.registry.models import Policy, SandboxRecord, SandboxStatus
 from sandboxctl.registry.reader import looks_like_id
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services.context import Context
-from sandboxctl.services.deletion import SandboxDeletion, delete_sandbox
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmgt]?)(i?b?)", re.IGNORECASE)
@@ -144,19 +142,3 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
     record.backend_id = created.backend_id
     record.status = SandboxStatus.RUNNING
     return record
-
-
-def delete_sandboxes(ctx: Context, refs: Sequence[str]) -> list[SandboxDeletion]:
-    """Resolve every ref first (an unknown one fails before anything is deleted), then delete each.
-
-    Idempotent: an already archived sandbox reports success without touching the backend.
-    """
-    resolved = [ctx.find_sandbox(ref) for ref in refs]
-    outcomes: list[SandboxDeletion] = []
-    for found in resolved:
-        record = None if found.archived else ctx.registry.get(found.id)
-        if record is None:  # archived, or archived since it was looked up
-            outcomes.append(SandboxDeletion(found.id, True, "already deleted"))
-            continue
-        outcomes.append(delete_sandbox(ctx.registry, ctx.backend(record.backend), record, now=ctx.now()))
-    return outcomes
