@@ -461,3 +461,36 @@ def test_the_fast_parser_leaves_everything_else_to_typer(argv: list[str]) -> Non
     from sandboxctl.cli.fast import parse_fast
 
     assert parse_fast(argv) is None
+
+
+def test_engine_create_body_is_what_the_docker_sdk_sends() -> None:
+    """create without the SDK sends the same container config the SDK's `create_container` builds."""
+    from docker.types import ContainerConfig, HostConfig
+
+    from sandboxctl.backends.base import CreateSpec
+    from sandboxctl.backends.docker import KEEP_ALIVE, WORKSPACE, container_config
+
+    for cpus, memory in ((None, None), (1.5, 512 * 1024**2)):
+        spec = CreateSpec(
+            sandbox_id="0123456789ab",
+            name="n",
+            image="img:1",
+            labels={"sandboxctl.id": "0123456789ab", "team": "a"},
+            env={"A": "1", "B": "x=y"},
+            cpus=cpus,
+            memory_bytes=memory,
+        )
+        sdk = ContainerConfig(
+            "1.41",
+            "img:1",
+            KEEP_ALIVE[1:],
+            hostname="sandbox-0123456789ab",
+            labels=dict(spec.labels),
+            environment=dict(spec.env),
+            working_dir=WORKSPACE,
+            entrypoint=KEEP_ALIVE[:1],
+        )
+        sdk["HostConfig"] = HostConfig(
+            version="1.41", init=True, nano_cpus=int(cpus * 1e9) if cpus else None, mem_limit=memory
+        )
+        assert container_config(spec) == {key: value for key, value in sdk.items() if value is not None}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,11 @@ SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 
 _ID_LIKE = re.compile(r"[0-9a-fA-F]{12}")
 BUSY_TIMEOUT_S = 60
+
+
+def new_sandbox_id() -> str:
+    """12 hex digits: short enough to type, long enough never to collide in one registry."""
+    return secrets.token_hex(6)
 
 
 def looks_like_id(text: str) -> bool:
@@ -215,6 +221,13 @@ class SandboxRow:
     def delete_attempts(self) -> int:
         return int(self.values["delete_attempts"])
 
+    def __getattr__(self, column: str) -> Any:
+        """Every other column as an attribute, as on a `SandboxRecord` (`row.expires_at`)."""
+        try:
+            return self.__dict__["values"][column]
+        except KeyError:
+            raise AttributeError(column) from None
+
     def to_json(self) -> dict[str, Any]:
         return sandbox_json(self.values)
 
@@ -354,12 +367,28 @@ class RegistryReader:
             counts = [conn.execute(sql, params).rowcount for sql, params in statements]
             conn.execute("COMMIT")
             return counts
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")
+            raise
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise registry_error(self.path, exc) from None
         finally:
             conn.close()
+
+    def registry_id(self) -> str:
+        rows = self._query("SELECT value FROM registry_meta WHERE key = 'registry_id'")
+        return str(rows[0][0]) if rows else ""
+
+    def insert_sandbox(self, values: Mapping[str, Any]) -> None:
+        """`Registry.insert_sandbox` on stdlib sqlite3; a taken name is a usage error (exit 2)."""
+        columns = [c for c in SANDBOX_COLUMNS if c in values]
+        sql = f"INSERT INTO sandbox ({_select(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        try:
+            self._write([(sql, [encode_value(c, values[c]) for c in columns])])
+        except sqlite3.IntegrityError:
+            raise UsageError(f"a sandbox named {values['name']!r} already exists: choose another --name") from None
 
     def set_status(
         self,

@@ -8,7 +8,6 @@ of failing with "database is locked".
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,18 +35,13 @@ from sandboxctl.registry.models import (
     SandboxStatus,
     SchemaMigration,
 )
-from sandboxctl.registry.reader import AGENT_RUN, SANDBOX, SCHEMA_VERSION, registry_error, resolve_ref
+from sandboxctl.registry.reader import AGENT_RUN, SANDBOX, SCHEMA_VERSION, new_sandbox_id, registry_error, resolve_ref
 from sandboxctl.registry.states import LIVE_STATUSES, check_transition, sources_of
 
 BUSY_TIMEOUT_MS = 60_000
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Registry", "new_sandbox_id"]
-
-
-def new_sandbox_id() -> str:
-    """12 hex digits: short enough to type, long enough never to collide in one registry."""
-    return secrets.token_hex(6)
 
 
 def prepare_sqlite_file(path: Path) -> None:
@@ -188,6 +182,10 @@ class Registry:
         query = select(SandboxRecord.id).where((SandboxRecord.name == name) | (SandboxRecord.id == name)).limit(1)
         with self.reading() as session:
             return session.exec(query).first() is not None
+
+    def insert_sandbox(self, values: Mapping[str, Any]) -> None:
+        """Commit a new record from its column values (create's write; the reader has a stdlib twin)."""
+        self.insert(SandboxRecord(**values))
 
     def get(self, sandbox_id: str) -> SandboxRecord | None:
         with self.reading() as session:

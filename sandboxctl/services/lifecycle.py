@@ -21,9 +21,8 @@ from sandboxctl.labels import (
     LABEL_POLICY,
     LABEL_REGISTRY,
 )
-from sandboxctl.registry.models import Policy, SandboxRecord, SandboxStatus
-from sandboxctl.registry.reader import looks_like_id
-from sandboxctl.registry.store import new_sandbox_id
+from sandboxctl.registry.reader import SandboxRow, looks_like_id, new_sandbox_id
+from sandboxctl.registry.states import Policy, SandboxStatus
 from sandboxctl.services.context import Context
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -68,7 +67,7 @@ def check_name(ctx: Context, name: str) -> None:
         raise UsageError(f"a sandbox named {name!r} already exists: choose another --name")
 
 
-def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
+def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
     """Commit a `creating` record, then create the backend resource labelled with it.
 
     A crash between the two leaves either a record naming its host and pid, or a
@@ -84,13 +83,13 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
     idle = options.idle_timeout if options.idle_timeout is not None else ctx.settings.idle_timeout
     sandbox_id = new_sandbox_id()
     image = options.image or (ctx.settings.image if options.backend != "local" else None)
-    record = SandboxRecord(
+    record = dict(
         id=sandbox_id,
         name=options.name or f"sandbox-{sandbox_id}",
         backend=options.backend,
         image=image,
-        status=SandboxStatus.CREATING,
-        policy=options.policy,
+        status=SandboxStatus.CREATING.value,
+        policy=Policy(options.policy).value,
         labels=dict(options.labels),
         env_keys=sorted(options.env),
         cpus=options.cpus,
@@ -102,30 +101,34 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
         host=socket.gethostname(),
         pid=os.getpid(),
         status_changed_at=now,
+        delete_attempts=0,
+        last_error=None,
+        backend_id=None,
     )
-    registry = ctx.registry
-    registry.insert(record)
+    # On a current SQLite registry these few writes need no SQLModel (the reader's twins, parity-tested).
+    registry = ctx.reader or ctx.registry
+    registry.insert_sandbox(record)
     labels = {
         **options.labels,
         LABEL_ID: sandbox_id,
-        LABEL_NAME: record.name,
+        LABEL_NAME: record["name"],
         LABEL_POLICY: str(options.policy),
         LABEL_CREATED_AT: isoformat(now) or "",
-        LABEL_EXPIRES_AT: isoformat(record.expires_at) or "never",
+        LABEL_EXPIRES_AT: isoformat(record["expires_at"]) or "never",
         LABEL_REGISTRY: registry.registry_id(),
-        LABEL_HOST: record.host,
-        LABEL_PID: str(record.pid),
+        LABEL_HOST: record["host"],
+        LABEL_PID: str(record["pid"]),
     }
     spec = CreateSpec(
         sandbox_id=sandbox_id,
-        name=record.name,
+        name=record["name"],
         image=image,
         labels=labels,
         env=options.env,
         cpus=options.cpus,
         memory_bytes=options.memory_bytes,
         ttl_seconds=int(ttl.total_seconds()) if ttl is not None else None,
-        idle_timeout_seconds=record.idle_timeout_seconds,
+        idle_timeout_seconds=record["idle_timeout_seconds"],
     )
     try:
         created = backend.create(spec)
@@ -139,6 +142,5 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
     registry.set_status(
         sandbox_id, SandboxStatus.RUNNING, now=ctx.now(), expect=[SandboxStatus.CREATING], backend_id=created.backend_id
     )
-    record.backend_id = created.backend_id
-    record.status = SandboxStatus.RUNNING
-    return record
+    record.update(backend_id=created.backend_id, status=SandboxStatus.RUNNING.value)
+    return SandboxRow(record)
