@@ -1,6 +1,6 @@
-"""`status` and `delete` without Typer: their bodies, and a parser for their everyday forms.
+"""`status`, `delete` and `create` without Typer: their bodies, and a parser for their everyday forms.
 
-Importing Typer costs ~0.1 s (with pydantic), five times a `docker ps`. These two
+Importing Typer costs ~0.1 s (with pydantic), five times a `docker ps`. These
 commands take few options, so `parse_fast` reads their plain forms before Typer is
 imported; anything else (help, an unknown or misplaced option, `--`) returns None
 and Typer parses as usual. Both paths run the same bodies below with the same
@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from sandboxctl.cli import render
 from sandboxctl.config import Settings
+from sandboxctl.durations import parse_duration
 from sandboxctl.errors import BackendUnavailable, OperationFailed
-from sandboxctl.labels import parse_labels
+from sandboxctl.labels import parse_env, parse_labels
+from sandboxctl.registry.states import Policy
 from sandboxctl.services.context import Context
 
 
@@ -36,6 +38,42 @@ def show_status(
         render.emit_json_array(records)  # streamed: 20,000 records never sit in memory at once
         return
     render.table(render.SANDBOX_COLUMNS, render.sandbox_rows(records))
+
+
+def create(
+    app: Context,
+    *,
+    backend: str | None,
+    image: str | None,
+    name: str | None,
+    policy: str,
+    ttl: str | None,
+    idle_timeout: str | None,
+    label: list[str],
+    env: list[str],
+    cpus: float | None,
+    memory: str | None,
+    json_: bool,
+) -> None:
+    from sandboxctl.services.lifecycle import CreateOptions, create_sandbox, parse_memory
+
+    options = CreateOptions(
+        backend=backend or app.settings.backend,
+        image=image,
+        name=name,
+        policy=Policy(policy),
+        ttl=parse_duration(ttl) if ttl is not None else None,
+        idle_timeout=parse_duration(idle_timeout) if idle_timeout is not None else None,
+        labels=parse_labels(label),
+        env=parse_env(env),
+        cpus=cpus,
+        memory_bytes=parse_memory(memory) if memory is not None else None,
+    )
+    record = create_sandbox(app, options)
+    if json_:
+        render.emit_json(record.to_json())
+        return
+    render.emit_line(record.id)
 
 
 def delete(app: Context, sandboxes: Sequence[str], *, json_: bool) -> int:
@@ -76,7 +114,34 @@ GRAMMARS = {
         max_args=1,
     ),
     "delete": _Grammar(flags={"--json": "json_"}, valued={}, repeated={}, min_args=1, max_args=None),
+    "create": _Grammar(
+        flags={"--json": "json_"},
+        valued={
+            **{"--backend": "backend", "-b": "backend", "--image": "image", "-i": "image"},
+            **{"--name": "name", "-n": "name", "--ttl": "ttl", "--idle-timeout": "idle_timeout"},
+            **{"--policy": "policy", "--cpus": "cpus", "--memory": "memory"},
+        },
+        repeated={"--label": "label", "-l": "label", "--env": "env", "-e": "env"},
+        min_args=0,
+        max_args=0,
+    ),
 }
+
+
+def _typed(command: str, params: dict[str, object]) -> bool:
+    """Convert what Typer would convert; False when Typer must judge the value (and word the error)."""
+    if command != "create":
+        return True
+    if params["policy"] is None:
+        params["policy"] = Policy.DEFAULT.value
+    elif params["policy"] not in {p.value for p in Policy}:
+        return False
+    if params["cpus"] is not None:
+        try:
+            params["cpus"] = float(str(params["cpus"]))
+        except ValueError:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -91,11 +156,14 @@ class FastCommand:
         if self.command == "status":
             show_status(app, self.args[0] if self.args else None, **self.params)  # type: ignore[arg-type]
             return 0
+        if self.command == "create":
+            create(app, **self.params)  # type: ignore[arg-type]
+            return 0
         return delete(app, self.args, **self.params)  # type: ignore[arg-type]
 
 
 def parse_fast(argv: Sequence[str]) -> FastCommand | None:
-    """`[--db URL] [--debug] status|delete ...` in its plain forms, or None for Typer."""
+    """`[--db URL] [--debug] status|delete|create ...` in its plain forms, or None for Typer."""
     args = list(argv)
     db: str | None = None
     while args and args[0] not in GRAMMARS:  # root options
@@ -134,5 +202,7 @@ def parse_fast(argv: Sequence[str]) -> FastCommand | None:
         else:
             params[grammar.repeated[option]].append(value)  # type: ignore[attr-defined]
     if len(positional) < grammar.min_args or (grammar.max_args is not None and len(positional) > grammar.max_args):
+        return None
+    if not _typed(command, params):
         return None
     return FastCommand(db, command, tuple(positional), params)
