@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
+
+EXIT_TIMEOUT = 124  # `exec` / `agent-run` past `--timeout`, as timeout(1) exits
 
 
 class SandboxctlError(Exception):
@@ -23,6 +26,25 @@ class UsageError(SandboxctlError):
 
 class ConfigError(UsageError):
     """config.toml is unreadable or holds a bad value (exit 2)."""
+
+
+class RegistryError(UsageError):
+    """The registry file cannot be used as it is (corrupt, or read-only for a write): exit 2, like a bad
+    config file, because the fix is in the user's environment, not in a retry."""
+
+    @classmethod
+    def corrupt(cls, path: Path | str, detail: object) -> RegistryError:
+        return cls(
+            f"registry {path} is not a usable SQLite database ({detail}): move it aside "
+            "(sandboxctl then starts a new one) or restore it from a backup"
+        )
+
+    @classmethod
+    def read_only(cls, path: Path | str) -> RegistryError:
+        return cls(
+            f"registry {path} is read-only and this command writes to it: "
+            "run it where SANDBOXCTL_HOME (or --db) is writable"
+        )
 
 
 class SandboxNotFound(SandboxctlError):
@@ -46,4 +68,4 @@ class CleanupLocked(SandboxctlError):
 class CommandTimedOut(SandboxctlError):
     """`exec` / `agent-run` hit `--timeout` (exit 124)."""
 
-    exit_code = 124
+    exit_code = EXIT_TIMEOUT

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
 
-from sandboxctl.errors import BackendUnavailable, SandboxctlError
+from sandboxctl.errors import EXIT_TIMEOUT, BackendUnavailable, SandboxctlError
 
 # Commands run by `exec` carry a per-exec token in their environment, so that a timeout or
 # an interrupt can kill the command *and* its children inside the sandbox.
@@ -112,6 +112,9 @@ class ExecRequest:
 class ExecResult:
     exit_code: int
     timed_out: bool = False
+
+
+TIMED_OUT = ExecResult(exit_code=EXIT_TIMEOUT, timed_out=True)  # what every backend returns past the deadline
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sandboxctl.backends.base import (
     EXEC_TOKEN_VAR,
+    TIMED_OUT,
     BackendError,
     BackendSandbox,
     BackendState,
@@ -530,7 +531,7 @@ class DaytonaBackend:
         except Exception as exc:  # noqa: BLE001 - translated, never leaked
             if request.timeout_seconds and self._timed_out(exc):
                 self._kill(sandbox, token)
-                return ExecResult(exit_code=124, timed_out=True)
+                return TIMED_OUT
             raise self._translate(exc, "exec") from None
         if response.result:
             request.on_stdout(response.result.encode())

@@ -16,6 +16,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sandboxctl.backends.base import BackendError, NotFound, Unavailable
 
@@ -153,3 +154,71 @@ class EngineSocket:
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/exec/{exec_id}/json"))
+
+
+# -- container calls for create, inspect and delete without the SDK ---------------------------
+# New functions beside the exec client above (whose calls carry their own deadlines): each maps
+# the Engine's answer to the backend contract's errors as the SDK path does (404 NotFound,
+# 409 and 5xx Transient, other 4xx BackendError, no socket Unavailable).
+class EngineCallError(BackendError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def engine_call(engine: EngineSocket, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """One JSON request; returns the decoded answer or raises NotFound / Transient / BackendError / Unavailable."""
+    from sandboxctl.backends.base import Transient
+
+    conn = _UnixConnection(engine.path, engine.timeout)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+    except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+        raise unreachable(engine.host) from None
+    except TimeoutError:
+        raise Transient(f"Docker did not answer {method} {path} in time") from None
+    except OSError as exc:
+        raise Transient(f"Docker request {method} {path} failed: {exc}") from None
+    finally:
+        conn.close()
+    try:
+        document = json.loads(data) if data else {}
+    except ValueError:
+        document = {"message": data.decode(errors="replace").strip()}
+    if response.status < 400:
+        return document
+    message = (document.get("message") if isinstance(document, dict) else None) or f"HTTP {response.status}"
+    if response.status == 404:
+        raise NotFound(f"{path}: {message}")
+    if response.status == 409 or response.status >= 500:
+        raise Transient(f"{method} {path}: {message}")
+    raise EngineCallError(response.status, message)
+
+
+def inspect_container(engine: EngineSocket, container: str) -> dict[str, Any]:
+    return dict(engine_call(engine, "GET", f"/containers/{quote(container)}/json"))
+
+
+def container_size_rw(engine: EngineSocket, container: str) -> int | None:
+    """The writable layer's size (0 when absent: the Engine omits it when 0); None when no such container."""
+    filters = quote(json.dumps({"id": [container]}))
+    rows = engine_call(engine, "GET", f"/containers/json?all=1&size=1&filters={filters}")
+    return int(rows[0].get("SizeRw", 0)) if rows else None
+
+
+def remove_container(engine: EngineSocket, container: str) -> None:
+    """`docker rm -f -v`."""
+    engine_call(engine, "DELETE", f"/containers/{quote(container)}?force=1&v=1")
+
+
+def create_container(engine: EngineSocket, name: str, config: dict[str, Any]) -> str:
+    """Create (not start) a container; raises NotFound when the image is missing."""
+    return str(engine_call(engine, "POST", f"/containers/create?name={quote(name)}", config)["Id"])
+
+
+def start_container(engine: EngineSocket, container: str) -> None:
+    engine_call(engine, "POST", f"/containers/{quote(container)}/start")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from sandboxctl.backends.base import (
+    TIMED_OUT,
     BackendError,
     BackendSandbox,
     BackendState,
@@ -171,7 +172,7 @@ class LocalBackend:
             process.wait(timeout=request.timeout_seconds)
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            return ExecResult(exit_code=124, timed_out=True)
+            return TIMED_OUT
         except BaseException:
             _kill_group(process)
             raise

@@ -1,7 +1,8 @@
 """The entry point, and the one place where errors become a message and an exit code.
 
 Typer and the commands live in `cli/app.py` and are imported only when needed:
-`exec` in its contract form is parsed by `exec_fast` without them.
+`exec`, `status` and `delete` in their plain forms are parsed by `exec_fast` and `fast`
+without them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from sandboxctl.cli.exec_fast import parse_fast
+from sandboxctl.cli import exec_fast, fast
 from sandboxctl.config import ENV_DEBUG
 from sandboxctl.errors import SandboxctlError
 
@@ -56,9 +57,9 @@ def run(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_enabled(args)
     try:
-        fast = parse_fast(args)
-        if fast is not None:
-            return fast.run()
+        shortcut = exec_fast.parse_fast(args) or fast.parse_fast(args)
+        if shortcut is not None:
+            return shortcut.run()
         return _run_typer(args)
     except SandboxctlError as exc:
         if debug:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -108,22 +108,20 @@ class PlainView:
 
     def __init__(self, *, json_mode: bool, events_to_console: bool) -> None:
         self.json_mode = json_mode
-        self.events_stream: TextIO | None = (sys.stderr if json_mode else sys.stdout) if events_to_console else None
+        # Where the JSON-line events go: None (not to the console), or stderr / stdout.
+        self.events_to_stderr: bool | None = json_mode if events_to_console else None
         # With the events on stdout, the output is in them: stdout stays pure JSON lines.
         self.pass_through = not (events_to_console and not json_mode)
         self.lock = threading.Lock()
 
     def on_event(self, event: dict[str, Any]) -> None:
         with self.lock:
-            if self.events_stream is not None:
-                self.events_stream.write(json.dumps(event, ensure_ascii=False) + "\n")
-                self.events_stream.flush()
+            if self.events_to_stderr is not None:
+                render.emit_json_line(event, stderr=self.events_to_stderr)
             kind = event["type"]
             if kind.endswith(".output"):
                 if self.pass_through:
-                    stream = sys.stdout if event["stream"] == "stdout" and not self.json_mode else sys.stderr
-                    stream.write(event["text"])
-                    stream.flush()
+                    render.emit_text(event["text"], stderr=event["stream"] != "stdout" or self.json_mode)
                 return
             line = step_message(event)
             if line is None:

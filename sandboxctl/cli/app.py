@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from sandboxctl import __version__
-from sandboxctl.cli import agent, cleanup, config_cmd, create, delete, exec_, status
+from sandboxctl.cli import agent, cleanup, config_cmd, create, delete, exec_, render, status
 from sandboxctl.config import Settings
 from sandboxctl.services.context import Context
 
@@ -26,7 +25,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"sandboxctl {__version__}\n")
+        render.emit_line(f"sandboxctl {__version__}")
         raise typer.Exit(0)
 
 

@@ -6,12 +6,9 @@ from typing import Annotated
 
 import typer
 
-from sandboxctl.cli import render
+from sandboxctl.cli import fast
 from sandboxctl.cli.options import BackendOption, EnvOption, JsonOption, LabelOption
-from sandboxctl.durations import parse_duration
-from sandboxctl.labels import parse_env, parse_labels
 from sandboxctl.registry.states import Policy
-from sandboxctl.services.context import Context
 
 
 def create_cmd(
@@ -34,24 +31,17 @@ def create_cmd(
     json_: JsonOption = False,
 ) -> None:
     """Create a sandbox and print its id (or its record with --json)."""
-    # Imported here: keeps --help free of SQLModel.
-    from sandboxctl.services.lifecycle import CreateOptions, create_sandbox, parse_memory
-
-    app: Context = ctx.obj
-    options = CreateOptions(
-        backend=backend or app.settings.backend,
+    fast.create(
+        ctx.obj,
+        backend=backend,
         image=image,
         name=name,
         policy=policy,
-        ttl=parse_duration(ttl) if ttl is not None else None,
-        idle_timeout=parse_duration(idle_timeout) if idle_timeout is not None else None,
-        labels=parse_labels(label or []),
-        env=parse_env(env or []),
+        ttl=ttl,
+        idle_timeout=idle_timeout,
+        label=label or [],
+        env=env or [],
         cpus=cpus,
-        memory_bytes=parse_memory(memory) if memory is not None else None,
+        memory=memory,
+        json_=json_,
     )
-    record = create_sandbox(app, options)
-    if json_:
-        render.emit_json(record.to_json())
-        return
-    render.emit_line(record.id)

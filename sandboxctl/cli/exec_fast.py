@@ -1,7 +1,7 @@
 """The body of `exec`, and a Typer-free parser for its hot path.
 
 `parse_fast` reads the contract's exact exec grammar before Typer is even
-imported: Typer costs ~0.07 s to import and 0.29 validates every parameter
+imported: Typer costs ~0.07 s to import and Typer 0.29 validates every parameter
 through pydantic (~0.1 s), together more than the exec itself. Anything it does
 not recognise (help, unknown or misplaced flags) returns None and Typer parses
 as usual; both paths then run `run_exec` with the same values.

@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,29 @@ from sandboxctl.durations import format_duration, parse_timestamp, utcnow
 def emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+def emit_json_array(documents: Iterable[Any]) -> None:
+    """Exactly what `emit_json(list(documents))` prints, written one element at a time."""
+    first = True
+    for document in documents:
+        body = json.dumps(document, indent=2).replace("\n", "\n  ")
+        sys.stdout.write(("[\n  " if first else ",\n  ") + body)
+        first = False
+    sys.stdout.write("[]\n" if first else "\n]\n")
+    sys.stdout.flush()
+
+
+def emit_json_line(document: Any, *, stderr: bool = False) -> None:
+    """One compact JSON document on one line (event streams), flushed at once."""
+    emit_text(json.dumps(document, ensure_ascii=False) + "\n", stderr=stderr)
+
+
+def emit_text(text: str, *, stderr: bool = False) -> None:
+    """Text passed through as it arrives (an agent's output), flushed at once."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(text)
+    stream.flush()
 
 
 def emit_line(text: str) -> None:
@@ -36,10 +59,6 @@ def message(text: str) -> None:
     """A human message (progress, warnings): stderr, so stdout stays parseable."""
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
-
-
-def warn(text: str) -> None:
-    message(f"warning: {text}")
 
 
 def _stdout_is_terminal() -> bool:
@@ -87,7 +106,7 @@ def _coarse(delta: timedelta) -> str:
 SANDBOX_COLUMNS = ("ID", "NAME", "BACKEND", "STATUS", "POLICY", "IMAGE", "CREATED", "EXPIRES")
 
 
-def sandbox_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
+def sandbox_rows(records: Iterable[dict[str, Any]]) -> list[list[str]]:
     now = utcnow()
     return [
         [

@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from sandboxctl.cli import render
+from sandboxctl.cli import fast
 from sandboxctl.cli.options import BackendOption, JsonOption, LabelOption
-from sandboxctl.labels import parse_labels
-from sandboxctl.services.context import Context
 
 
 def status_cmd(
@@ -22,18 +20,4 @@ def status_cmd(
     json_: JsonOption = False,
 ) -> None:
     """One sandbox with its live backend state, or a table of live sandboxes."""
-    from sandboxctl.services.lifecycle import list_sandboxes, sandbox_status  # lazy: keeps --help free of SQLModel
-
-    app: Context = ctx.obj
-    if sandbox is not None:
-        record = sandbox_status(app, sandbox)
-        if json_:
-            render.emit_json(record)
-            return
-        render.fields(record)
-        return
-    records = list_sandboxes(app, include_archived=all_, backend=backend, selector=parse_labels(label or []))
-    if json_:
-        render.emit_json(records)
-        return
-    render.table(render.SANDBOX_COLUMNS, render.sandbox_rows(records))
+    fast.show_status(ctx.obj, sandbox, all_=all_, backend=backend, label=label or [], json_=json_)

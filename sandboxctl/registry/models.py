@@ -1,18 +1,24 @@
-"""Registry tables. One JSON shape per entity comes from `SandboxFields.to_json`."""
+"""Registry tables, every one of them: the schema the migrations create and the full write path uses.
+
+One JSON shape per entity: `SandboxFields.to_json` (via `reader.sandbox_json`) and `AgentRun.to_json`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Index
 from sqlmodel import Field, SQLModel
 
 from sandboxctl.durations import isoformat
+from sandboxctl.registry.reader import sandbox_json
 from sandboxctl.registry.states import IllegalTransition, Policy, SandboxStatus, check_transition
 
 __all__ = [
+    "AgentRun",
+    "AgentRunStatus",
     "ArchivedSandbox",
     "IllegalTransition",
     "Policy",
@@ -50,38 +56,6 @@ class SandboxFields(SQLModel):
     def to_json(self) -> dict[str, Any]:
         """The one JSON shape of a sandbox, used by create, status, delete and cleanup."""
         return sandbox_json({key: getattr(self, key) for key in type(self).model_fields})
-
-
-def sandbox_json(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON shape from a record's values or a plain row (`status` over many rows skips the ORM)."""
-    data = {
-        "id": values["id"],
-        "name": values["name"],
-        "backend": values["backend"],
-        "backend_id": values["backend_id"],
-        "image": values["image"],
-        "status": values["status"],
-        "policy": values["policy"],
-        "labels": dict(values["labels"] or {}),
-        "env_keys": list(values["env_keys"] or []),
-        "cpus": values["cpus"],
-        "memory_bytes": values["memory_bytes"],
-        "created_at": isoformat(values["created_at"]),
-        "last_accessed": isoformat(values["last_accessed"]),
-        "expires_at": isoformat(values["expires_at"]),
-        "idle_timeout_seconds": values["idle_timeout_seconds"],
-        "host": values["host"],
-        "pid": values["pid"],
-        "delete_attempts": values["delete_attempts"],
-        "last_error": values["last_error"],
-    }
-    if "archived_at" in values:
-        data.update(
-            archived_at=isoformat(values["archived_at"]),
-            reason=values["reason"],
-            deletion=dict(values["deletion"] or {}),
-        )
-    return data
 
 
 class SandboxRecord(SandboxFields, table=True):
@@ -128,5 +102,81 @@ class SchemaMigration(SQLModel, table=True):
     applied_at: datetime
 
 
-def ensure_transition(record: SandboxFields, target: SandboxStatus) -> None:
-    check_transition(SandboxStatus(record.status), target)
+class AgentRunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # the agent exited 0 and its result was collected
+    FAILED = "failed"  # setup or agent exited non-zero, or the result could not be collected/pushed
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"  # SIGINT / SIGTERM
+    ERROR = "error"  # sandboxctl could not run the agent (bad repo, backend failure)
+
+
+class AgentRun(SQLModel, table=True):
+    __tablename__ = "agent_runs"
+    __table_args__ = (Index("ix_agent_runs_started_at", "started_at"),)
+
+    id: str = Field(primary_key=True)
+    status: str = AgentRunStatus.RUNNING
+    step: str = "prepare"  # the step in progress, or `done`
+    backend: str
+    image: str | None = None
+    sandbox_id: str | None = None  # sandboxctl's own sandbox id
+    workspace_path: str | None = None  # inside the sandbox
+    repo: str | None = None  # credentials stripped from URLs
+    ref: str | None = None
+    base_commit: str | None = None
+    task: str = ""
+    command: list[str] = Field(default_factory=list, sa_type=JSON)
+    setup_command: str | None = None
+    env_keys: list[str] = Field(default_factory=list, sa_type=JSON)  # keys only: values are secrets
+    labels: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    keep: str
+    timeout_seconds: int
+    exit_code: int | None = None
+    steps: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # step -> {status, started_at, ...}
+    changed_files: list[dict[str, str]] = Field(default_factory=list, sa_type=JSON)
+    output_dir: str
+    patch_path: str | None = None
+    push: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    sandbox_deletion: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    error: str | None = None
+    host: str
+    pid: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON shape of a run, used by `agent show`, `agent list` and the run summary."""
+        return {
+            "run_id": self.id,
+            "status": self.status,
+            "step": self.step,
+            "exit_code": self.exit_code,
+            "backend": self.backend,
+            "image": self.image,
+            "sandbox_id": self.sandbox_id,
+            "workspace_path": self.workspace_path,
+            "repo": self.repo,
+            "ref": self.ref,
+            "base_commit": self.base_commit,
+            "task": self.task,
+            "command": list(self.command),
+            "setup_command": self.setup_command,
+            "env_keys": list(self.env_keys),
+            "labels": dict(self.labels),
+            "keep": self.keep,
+            "timeout_seconds": self.timeout_seconds,
+            "steps": dict(self.steps),
+            "changed_files": list(self.changed_files),
+            "output_dir": self.output_dir,
+            "patch_path": self.patch_path,
+            "push": self.push,
+            "sandbox_deletion": self.sandbox_deletion,
+            "error": self.error,
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": isoformat(self.started_at),
+            "finished_at": isoformat(self.finished_at),
+            "duration_seconds": self.duration_seconds,
+        }

@@ -8,25 +8,26 @@ of failing with "database is locked".
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, or_, update
+from sqlalchemy import event, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, create_engine, delete, select
+from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlmodel import Session, col, create_engine, delete, select
 
-from sandboxctl.errors import SandboxNotFound, UsageError
+from sandboxctl.durations import utcnow
+from sandboxctl.errors import RegistryError, UsageError
 from sandboxctl.labels import matches
+from sandboxctl.registry.migrations import MIGRATIONS
 from sandboxctl.registry.models import (
+    AgentRun,
     ArchivedSandbox,
     Policy,
     RegistryMeta,
@@ -34,41 +35,13 @@ from sandboxctl.registry.models import (
     SandboxStatus,
     SchemaMigration,
 )
+from sandboxctl.registry.reader import AGENT_RUN, SANDBOX, SCHEMA_VERSION, new_sandbox_id, registry_error, resolve_ref
 from sandboxctl.registry.states import LIVE_STATUSES, check_transition, sources_of
 
 BUSY_TIMEOUT_MS = 60_000
 
 
-def new_sandbox_id() -> str:
-    """12 hex digits: short enough to type, long enough never to collide in one registry."""
-    return secrets.token_hex(6)
-
-
-def _m001_initial(conn: Connection) -> None:
-    tables = [SandboxRecord.__table__, ArchivedSandbox.__table__, RegistryMeta.__table__, SchemaMigration.__table__]
-    SQLModel.metadata.create_all(conn, tables=tables)
-    conn.execute(RegistryMeta.__table__.insert().values(key="registry_id", value=uuid.uuid4().hex))
-
-
-# Named migrations, applied in order and recorded in `schema_migrations`; append, never edit.
-def _m002_agent_runs(conn: Connection) -> None:
-    from sandboxctl.registry.agent_runs import create_tables
-
-    create_tables(conn)
-
-
-def _m003_cleanup_indexes(conn: Connection) -> None:
-    """Indexes for the cleanup planner's idle and --older-than scans (the expiry scan has its own)."""
-    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_idle ON sandbox (idle_timeout_seconds, last_accessed)")
-    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_status_created ON sandbox (status, created_at)")
-
-
-MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
-    ("m001_initial", _m001_initial),
-    ("m002_agent_runs", _m002_agent_runs),
-    ("m003_cleanup_indexes", _m003_cleanup_indexes),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Registry", "new_sandbox_id"]
 
 
 def prepare_sqlite_file(path: Path) -> None:
@@ -114,19 +87,44 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _writable(path: Path) -> bool:
+    """SQLite writes the file and, in WAL mode, creates its -wal/-shm beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
 class Registry:
     """The registry of one SQLAlchemy URL. Open it once per command."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        if self.is_sqlite and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            prepare_sqlite_file(Path(url.removeprefix("sqlite:///")))
-        self.engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if self.is_sqlite else {})
+        self.path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        if self.path is not None and str(self.path) == ":memory:":
+            self.path = None
+        # A registry we may read but not write (a read-only SANDBOXCTL_HOME) still serves the read-only
+        # commands; `writing()` refuses with one clear line instead of SQLite's error mid-command.
+        self.read_only = self.path is not None and self.path.exists() and not _writable(self.path)
+        connect_url = url
+        if self.path is not None:
+            if self.read_only:
+                connect_url = f"sqlite:///file:{self.path}?mode=ro&uri=true"
+            else:
+                try:
+                    prepare_sqlite_file(self.path)
+                except OSError as exc:
+                    raise RegistryError(f"cannot create registry {self.path}: {exc.strerror}") from None
+        self.engine = create_engine(
+            connect_url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if self.is_sqlite else {}
+        )
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
         self._write_engine = self.engine.execution_options(sqlite_immediate=True)
-        self._migrate()
+        try:
+            self._migrate()
+        except DatabaseError as exc:
+            if self.path is None:
+                raise
+            raise registry_error(self.path, exc.orig) from None
 
     # -- sessions --------------------------------------------------------
     @contextmanager
@@ -137,6 +135,8 @@ class Registry:
     @contextmanager
     def writing(self) -> Iterator[Session]:
         """A write transaction holding SQLite's write lock from its first statement; commits on exit."""
+        if self.read_only:
+            raise RegistryError.read_only(self.path or self.url)
         with Session(self._write_engine, expire_on_commit=False) as session:
             yield session
             session.commit()
@@ -148,6 +148,8 @@ class Registry:
                 conn.rollback()
             if version == SCHEMA_VERSION:
                 return
+        if self.read_only:
+            raise RegistryError.read_only(self.path or self.url)
         with self._write_engine.begin() as conn:
             SchemaMigration.__table__.create(conn, checkfirst=True)
             done = set(conn.execute(select(SchemaMigration.name)).scalars())
@@ -155,8 +157,6 @@ class Registry:
                 if name in done:
                     continue
                 migration(conn)
-                from sandboxctl.durations import utcnow
-
                 conn.execute(SchemaMigration.__table__.insert().values(name=name, applied_at=utcnow()))
             if self.is_sqlite:
                 conn.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -177,34 +177,51 @@ class Registry:
             raise UsageError(f"a sandbox named {record.name!r} already exists: choose another --name") from None
         return record
 
+    def live_name_or_id_taken(self, name: str) -> bool:
+        """True when a live sandbox already has this name, or this id (create's check; see the reader's twin)."""
+        query = select(SandboxRecord.id).where((SandboxRecord.name == name) | (SandboxRecord.id == name)).limit(1)
+        with self.reading() as session:
+            return session.exec(query).first() is not None
+
+    def insert_sandbox(self, values: Mapping[str, Any]) -> None:
+        """Commit a new record from its column values (create's write; the reader has a stdlib twin)."""
+        self.insert(SandboxRecord(**values))
+
     def get(self, sandbox_id: str) -> SandboxRecord | None:
         with self.reading() as session:
             return session.get(SandboxRecord, sandbox_id)
 
     def resolve(self, ref: str) -> SandboxRecord | ArchivedSandbox:
-        """An id, a name or a unique id prefix -> the live record, else the newest archived one.
+        """The live or archived record `ref` names, by the one lookup rule (`reader.resolve_ref`):
+        exact id, exact name, unique id prefix. Unknown -> exit 3; an ambiguous prefix -> exit 2."""
 
-        Unknown to the registry -> `SandboxNotFound` (exit 3); an ambiguous prefix -> exit 2.
-        """
-        for model in (SandboxRecord, ArchivedSandbox):
+        def by_id(sandbox_id: str) -> SandboxRecord | ArchivedSandbox | None:
             with self.reading() as session:
-                exact = session.exec(
-                    select(model)
-                    .where(or_(model.id == ref, model.name == ref))
-                    .order_by(col(model.created_at).desc())
+                return session.get(SandboxRecord, sandbox_id) or session.get(ArchivedSandbox, sandbox_id)
+
+        def by_name(name: str) -> SandboxRecord | ArchivedSandbox | None:
+            with self.reading() as session:
+                live = session.exec(select(SandboxRecord).where(SandboxRecord.name == name)).first()
+                if live is not None:
+                    return live
+                newest = (
+                    select(ArchivedSandbox)
+                    .where(ArchivedSandbox.name == name)
+                    .order_by(col(ArchivedSandbox.archived_at).desc(), col(ArchivedSandbox.id).desc())
                     .limit(1)
-                ).first()
-                if exact is not None:
-                    return exact
-                if not ref:
-                    break
-                by_prefix = select(model).where(col(model.id).startswith(ref, autoescape=True)).limit(2)
-                prefixed = session.exec(by_prefix).all()
-            if len(prefixed) > 1:
-                raise UsageError(f"{ref!r} matches several sandboxes: give more of the id")
-            if prefixed:
-                return prefixed[0]
-        raise SandboxNotFound(f"no sandbox {ref!r}: `sandboxctl status --all` lists the known ones")
+                )
+                return session.exec(newest).first()
+
+        def ids_with_prefix(prefix: str) -> list[str]:
+            ids: set[str] = set()
+            with self.reading() as session:
+                for model in (SandboxRecord, ArchivedSandbox):
+                    # substr, not LIKE: SQLite's LIKE ignores case, PostgreSQL's does not.
+                    query = select(model.id).where(func.substr(model.id, 1, len(prefix)) == prefix)
+                    ids.update(session.exec(query.order_by(col(model.id)).limit(2)).all())
+            return sorted(ids)[:2]
+
+        return resolve_ref(ref, SANDBOX, by_id=by_id, by_name=by_name, ids_with_prefix=ids_with_prefix)
 
     def set_status(
         self,
@@ -419,3 +436,34 @@ class Registry:
                 )
             )
             return session.exec(query).one()
+
+    # -- agent runs --------------------------------------------------------
+    def insert_run(self, run: AgentRun) -> None:
+        with self.writing() as session:
+            session.add(run)
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        with self.writing() as session:
+            session.exec(update(AgentRun).where(col(AgentRun.id) == run_id).values(**fields))
+
+    def resolve_run(self, ref: str) -> AgentRun:
+        """A run id or unique id prefix -> its row, by the same rule as sandboxes (runs have no names)."""
+
+        def by_id(run_id: str) -> AgentRun | None:
+            with self.reading() as session:
+                return session.get(AgentRun, run_id)
+
+        def ids_with_prefix(prefix: str) -> list[str]:
+            query = select(AgentRun.id).where(func.substr(AgentRun.id, 1, len(prefix)) == prefix)
+            with self.reading() as session:
+                return list(session.exec(query.order_by(col(AgentRun.id)).limit(2)).all())
+
+        return resolve_ref(ref, AGENT_RUN, by_id=by_id, by_name=None, ids_with_prefix=ids_with_prefix)
+
+    def list_runs(self, *, limit: int | None = None) -> list[AgentRun]:
+        """Newest first."""
+        query = select(AgentRun).order_by(col(AgentRun.started_at).desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.reading() as session:
+            return list(session.exec(query).all())

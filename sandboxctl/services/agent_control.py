@@ -10,8 +10,7 @@ from typing import Any
 
 from sandboxctl.backends.base import ExecRequest
 from sandboxctl.errors import OperationFailed, SandboxctlError
-from sandboxctl.registry.agent_runs import AgentRun, AgentRunStatus, ensure_tables, list_runs, resolve_run
-from sandboxctl.registry.models import ArchivedSandbox
+from sandboxctl.registry.models import AgentRun, AgentRunStatus, ArchivedSandbox
 from sandboxctl.services.agent_run import INBOX_FILE
 from sandboxctl.services.context import Context
 from sandboxctl.services.events import timestamp
@@ -28,8 +27,7 @@ def _describe(run: AgentRun) -> dict[str, Any]:
 
 def show_run(ctx: Context, ref: str) -> dict[str, Any]:
     registry = ctx.registry
-    ensure_tables(registry)
-    data = _describe(resolve_run(registry, ref))
+    data = _describe(registry.resolve_run(ref))
     sandbox_status: str | None = None
     if data["sandbox_id"]:
         try:
@@ -43,16 +41,13 @@ def show_run(ctx: Context, ref: str) -> dict[str, Any]:
 
 
 def list_agent_runs(ctx: Context, *, limit: int | None = None) -> list[dict[str, Any]]:
-    registry = ctx.registry
-    ensure_tables(registry)
-    return [_describe(run) for run in list_runs(registry, limit=limit)]
+    return [_describe(run) for run in ctx.registry.list_runs(limit=limit)]
 
 
 def send_message(ctx: Context, ref: str, text: str) -> dict[str, Any]:
     """Append `{"ts", "text"}` as one JSON line to the running agent's inbox inside its sandbox."""
     registry = ctx.registry
-    ensure_tables(registry)
-    run = resolve_run(registry, ref)
+    run = registry.resolve_run(ref)
     status = _describe(run)["status"]
     if status != AgentRunStatus.RUNNING:
         raise OperationFailed(f"agent run {run.id} is {status}: nothing reads its inbox any more")

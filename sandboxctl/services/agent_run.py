@@ -30,15 +30,8 @@ from typing import Any
 
 from sandboxctl.backends.base import ExecRequest, ExecResult
 from sandboxctl.config import atomic_write
-from sandboxctl.errors import SandboxctlError, UsageError
-from sandboxctl.registry.agent_runs import (
-    AgentRun,
-    AgentRunStatus,
-    ensure_tables,
-    insert_run,
-    update_run,
-)
-from sandboxctl.registry.models import SandboxRecord
+from sandboxctl.errors import EXIT_TIMEOUT, SandboxctlError, UsageError
+from sandboxctl.registry.models import AgentRun, AgentRunStatus, SandboxRecord
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services.agent_options import AgentRunOptions, KeepPolicy
 from sandboxctl.services.context import Context
@@ -57,7 +50,6 @@ from sandboxctl.services.workspace import (
 LABEL_RUN_ID = "agent-run.id"
 TASK_FILE = f"{CONTROL_DIR}/task.md"
 INBOX_FILE = f"{CONTROL_DIR}/inbox.jsonl"
-EXIT_TIMEOUT = 124
 
 
 class RunInterrupted(BaseException):
@@ -142,7 +134,7 @@ class AgentRunner:
         assert self.record is not None
         for key, value in fields.items():
             setattr(self.record, key, value)
-        update_run(self.ctx.registry, self.run_id, **fields)
+        self.ctx.registry.update_run(self.run_id, **fields)
 
     @contextmanager
     def _step(self, name: str) -> Iterator[dict[str, Any]]:
@@ -204,7 +196,6 @@ class AgentRunner:
         if options.events_path is not None and options.events_path.absolute() != files[0]:
             files.append(options.events_path)
         registry = self.ctx.registry
-        ensure_tables(registry)
         self.events = EventLog(self.run_id, files=files, listener=self.listener, redactor=self.redact)
         self.record = AgentRun(
             id=self.run_id,
@@ -224,7 +215,7 @@ class AgentRunner:
             pid=os.getpid(),
             started_at=self.ctx.now(),
         )
-        insert_run(registry, self.record)
+        registry.insert_run(self.record)
         self._emit(
             "run.started",
             backend=options.backend,

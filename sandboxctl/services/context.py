@@ -1,4 +1,8 @@
-"""One `Context` per invocation: settings, and the registry and backends opened on first use."""
+"""One `Context` per invocation: settings, and the registry and backends opened on first use.
+
+Everyday commands read through `reader` (stdlib sqlite3, no SQLModel) when the registry is
+a current SQLite file; everything else, and every write but exec's touch, uses `registry`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sandboxctl.config import Settings
 from sandboxctl.durations import utcnow
+from sandboxctl.registry.reader import RegistryReader, SandboxRow
 
 if TYPE_CHECKING:
     from sandboxctl.backends.base import Backend
@@ -23,6 +28,8 @@ class Context:
     clock: Callable[[], datetime] = utcnow
     _registry: Registry | None = None
     _backends: dict[str, Backend] = field(default_factory=dict)
+    _reader: RegistryReader | None = None
+    _reader_checked: bool = False
 
     @property
     def registry(self) -> Registry:
@@ -31,6 +38,21 @@ class Context:
 
             self._registry = Registry(self.settings.paths.db_url)
         return self._registry
+
+    @property
+    def reader(self) -> RegistryReader | None:
+        """The SQLModel-free reader, or None when only the full registry will do (not SQLite, not migrated)."""
+        if not self._reader_checked:
+            self._reader = RegistryReader.open(self.settings.paths.sqlite_path)
+            self._reader_checked = True
+        return self._reader
+
+    def find_sandbox(self, ref: str) -> SandboxRow:
+        """The sandbox `ref` names, live or archived: one lookup rule, whichever path reads it."""
+        reader = self.reader
+        if reader is not None:
+            return reader.resolve(ref)
+        return SandboxRow(self.registry.resolve(ref).model_dump())
 
     def backend(self, name: str) -> Backend:
         if name not in self._backends:

@@ -8,17 +8,37 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from sandboxctl.backends.base import Backend, NotFound, Transient, Unavailable
 from sandboxctl.errors import SandboxctlError
 from sandboxctl.labels import LABEL_ID
-from sandboxctl.registry.models import SandboxRecord, SandboxStatus
-from sandboxctl.registry.store import Registry
+from sandboxctl.registry.states import SandboxStatus
 
 RETRY_WITHIN_SECONDS = 60.0
+
+
+class DeletableRecord(Protocol):
+    """What a deletion needs of a record: a `SandboxRecord` or the reader's `SandboxRow`."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def backend_id(self) -> str | None: ...
+
+    @property
+    def delete_attempts(self) -> int: ...
+
+
+class RecordsDeletions(Protocol):
+    """The two writes a deletion makes: the full `Registry`, or the reader's stdlib-sqlite twins of them."""
+
+    def set_status(self, sandbox_id: str, target: SandboxStatus, *, now: datetime, **fields: Any) -> bool: ...
+
+    def archive(self, sandbox_id: str, *, reason: str, deletion: dict[str, Any], now: datetime) -> object: ...
 
 
 @dataclass
@@ -97,7 +117,7 @@ def remove_backend_resource(
 
 
 def record_deletion(
-    registry: Registry, record: SandboxRecord, deletion: SandboxDeletion, *, reason: str, now: datetime
+    registry: RecordsDeletions, record: DeletableRecord, deletion: SandboxDeletion, *, reason: str, now: datetime
 ) -> None:
     """Success -> the record moves to the archive; failure -> it stays, `failed`, with attempts and error."""
     if deletion.success:
@@ -113,7 +133,7 @@ def record_deletion(
 
 
 def delete_sandbox(
-    registry: Registry, backend: Backend, record: SandboxRecord, *, now: datetime, reason: str = "deleted"
+    registry: RecordsDeletions, backend: Backend, record: DeletableRecord, *, now: datetime, reason: str = "deleted"
 ) -> SandboxDeletion:
     """Claim (-> deleting), remove with retries, then archive or keep as failed."""
     registry.set_status(record.id, SandboxStatus.DELETING, now=now)

@@ -5,18 +5,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-from sandboxctl.backends.base import (
-    BackendError,
-    CreateSpec,
-    NotFound,
-)
+from sandboxctl.backends.base import CreateSpec
 from sandboxctl.durations import isoformat
-from sandboxctl.errors import OperationFailed, UsageError
+from sandboxctl.errors import UsageError
 from sandboxctl.labels import (
     LABEL_CREATED_AT,
     LABEL_EXPIRES_AT,
@@ -27,10 +21,9 @@ from sandboxctl.labels import (
     LABEL_POLICY,
     LABEL_REGISTRY,
 )
-from sandboxctl.registry.models import ArchivedSandbox, Policy, SandboxRecord, SandboxStatus, sandbox_json
-from sandboxctl.registry.store import new_sandbox_id
+from sandboxctl.registry.reader import SandboxRow, looks_like_id, new_sandbox_id
+from sandboxctl.registry.states import Policy, SandboxStatus
 from sandboxctl.services.context import Context
-from sandboxctl.services.deletion import SandboxDeletion, delete_sandbox
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmgt]?)(i?b?)", re.IGNORECASE)
@@ -60,17 +53,28 @@ class CreateOptions:
     memory_bytes: int | None = None
 
 
-def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
+def check_name(ctx: Context, name: str) -> None:
+    """A name must be well formed, must not look like an id (so it can never shadow one) and must be free."""
+    if not _NAME.fullmatch(name):
+        raise UsageError(
+            f"invalid name {name!r}: use up to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    if looks_like_id(name):
+        raise UsageError(f"invalid name {name!r}: 12 hex digits look like a sandbox id; choose another --name")
+    reader = ctx.reader
+    taken = reader.live_name_or_id_taken(name) if reader is not None else ctx.registry.live_name_or_id_taken(name)
+    if taken:
+        raise UsageError(f"a sandbox named {name!r} already exists: choose another --name")
+
+
+def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
     """Commit a `creating` record, then create the backend resource labelled with it.
 
     A crash between the two leaves either a record naming its host and pid, or a
     resource labelled with the record's id: `cleanup --orphans` finds both.
     """
-    if options.name is not None and not _NAME.fullmatch(options.name):
-        raise UsageError(
-            f"invalid name {options.name!r}: use up to 63 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if options.name is not None:
+        check_name(ctx, options.name)
     if options.cpus is not None and options.cpus <= 0:
         raise UsageError("invalid --cpus: must be greater than 0")
     backend = ctx.backend(options.backend)  # unknown backend / unreachable daemon fail before any record
@@ -79,13 +83,13 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
     idle = options.idle_timeout if options.idle_timeout is not None else ctx.settings.idle_timeout
     sandbox_id = new_sandbox_id()
     image = options.image or (ctx.settings.image if options.backend != "local" else None)
-    record = SandboxRecord(
+    record = dict(
         id=sandbox_id,
         name=options.name or f"sandbox-{sandbox_id}",
         backend=options.backend,
         image=image,
-        status=SandboxStatus.CREATING,
-        policy=options.policy,
+        status=SandboxStatus.CREATING.value,
+        policy=Policy(options.policy).value,
         labels=dict(options.labels),
         env_keys=sorted(options.env),
         cpus=options.cpus,
@@ -97,30 +101,34 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
         host=socket.gethostname(),
         pid=os.getpid(),
         status_changed_at=now,
+        delete_attempts=0,
+        last_error=None,
+        backend_id=None,
     )
-    registry = ctx.registry
-    registry.insert(record)
+    # On a current SQLite registry these few writes need no SQLModel (the reader's twins, parity-tested).
+    registry = ctx.reader or ctx.registry
+    registry.insert_sandbox(record)
     labels = {
         **options.labels,
         LABEL_ID: sandbox_id,
-        LABEL_NAME: record.name,
+        LABEL_NAME: record["name"],
         LABEL_POLICY: str(options.policy),
         LABEL_CREATED_AT: isoformat(now) or "",
-        LABEL_EXPIRES_AT: isoformat(record.expires_at) or "never",
+        LABEL_EXPIRES_AT: isoformat(record["expires_at"]) or "never",
         LABEL_REGISTRY: registry.registry_id(),
-        LABEL_HOST: record.host,
-        LABEL_PID: str(record.pid),
+        LABEL_HOST: record["host"],
+        LABEL_PID: str(record["pid"]),
     }
     spec = CreateSpec(
         sandbox_id=sandbox_id,
-        name=record.name,
+        name=record["name"],
         image=image,
         labels=labels,
         env=options.env,
         cpus=options.cpus,
         memory_bytes=options.memory_bytes,
         ttl_seconds=int(ttl.total_seconds()) if ttl is not None else None,
-        idle_timeout_seconds=record.idle_timeout_seconds,
+        idle_timeout_seconds=record["idle_timeout_seconds"],
     )
     try:
         created = backend.create(spec)
@@ -134,56 +142,5 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
     registry.set_status(
         sandbox_id, SandboxStatus.RUNNING, now=ctx.now(), expect=[SandboxStatus.CREATING], backend_id=created.backend_id
     )
-    record.backend_id = created.backend_id
-    record.status = SandboxStatus.RUNNING
-    return record
-
-
-def _live_record(ctx: Context, ref: str) -> SandboxRecord:
-    found = ctx.registry.resolve(ref)
-    if isinstance(found, ArchivedSandbox):
-        raise OperationFailed(f"sandbox {found.id} ({found.name}) was deleted on {isoformat(found.archived_at)}")
-    return found
-
-
-def sandbox_status(ctx: Context, ref: str) -> dict[str, Any]:
-    """One record, with what the backend says of it right now (`backend_state`)."""
-    found = ctx.registry.resolve(ref)
-    data = found.to_json()
-    if isinstance(found, ArchivedSandbox) or found.backend_id is None:
-        data["backend_state"] = "gone" if isinstance(found, ArchivedSandbox) else None
-        return data
-    try:
-        data["backend_state"] = str(ctx.backend(found.backend).inspect(found.backend_id).state)
-    except NotFound:
-        data["backend_state"] = "gone"
-    except BackendError as exc:
-        data["backend_state"] = "unknown"
-        data["backend_error"] = str(exc)
-    return data
-
-
-def list_sandboxes(
-    ctx: Context, *, include_archived: bool = False, backend: str | None = None, selector: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """Live records (and with `include_archived` the archive), oldest first."""
-    registry = ctx.registry
-    rows = [sandbox_json(r) for r in registry.list_rows(backend=backend, selector=selector)]
-    if include_archived:
-        rows = [sandbox_json(a) for a in registry.list_rows(archived=True, backend=backend, selector=selector)] + rows
-    return rows
-
-
-def delete_sandboxes(ctx: Context, refs: Sequence[str]) -> list[SandboxDeletion]:
-    """Resolve every ref first (an unknown one fails before anything is deleted), then delete each.
-
-    Idempotent: an already archived sandbox reports success without touching the backend.
-    """
-    resolved = [ctx.registry.resolve(ref) for ref in refs]
-    outcomes: list[SandboxDeletion] = []
-    for found in resolved:
-        if isinstance(found, ArchivedSandbox):
-            outcomes.append(SandboxDeletion(found.id, True, "already deleted"))
-            continue
-        outcomes.append(delete_sandbox(ctx.registry, ctx.backend(found.backend), found, now=ctx.now()))
-    return outcomes
+    record.update(backend_id=created.backend_id, status=SandboxStatus.RUNNING.value)
+    return SandboxRow(record)

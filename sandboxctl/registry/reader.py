@@ -1,0 +1,442 @@
+"""How a reference becomes a record, and registry rows read with stdlib sqlite3 (no SQLModel).
+
+`import sqlmodel` costs 0.6-0.85 s, several times a `docker exec`, so the everyday
+commands (`status`, `exec`, `delete`, `create`'s checks) read a SQLite registry
+here. SQLModel (models.py, store.py) stays the schema and the write path; this
+module only mirrors the columns it reads, and parity tests (tests/test_reader.py)
+prove that both paths give the same records, the same lookups and the same
+timestamps. When the registry is not SQLite, not yet created, or not at the
+current schema version, `RegistryReader.open` returns None and callers use the
+full registry, which migrates.
+
+The lookup rule, for every command and both paths (`resolve_ref`):
+exact id, then exact name, then a unique id prefix (several: exit 2; none: exit 3).
+A name can never shadow an id: ids are tried first, and `create` refuses names
+that look like ids.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sandboxctl.durations import isoformat
+from sandboxctl.errors import RegistryError, SandboxNotFound, UsageError
+from sandboxctl.registry.states import LIVE_STATUSES, SandboxStatus, sources_of
+
+# The number of migrations in `registry/migrations.py` (checked there at import): a registry
+# at another version is left to the full registry, which migrates it.
+SCHEMA_VERSION = 4
+
+SANDBOX_COLUMNS: tuple[str, ...] = (
+    "id",
+    "name",
+    "backend",
+    "backend_id",
+    "image",
+    "status",
+    "policy",
+    "labels",
+    "env_keys",
+    "cpus",
+    "memory_bytes",
+    "created_at",
+    "last_accessed",
+    "expires_at",
+    "idle_timeout_seconds",
+    "host",
+    "pid",
+    "delete_attempts",
+    "last_error",
+    "status_changed_at",
+)
+ARCHIVE_COLUMNS: tuple[str, ...] = (*SANDBOX_COLUMNS, "archived_at", "reason", "deletion")
+JSON_COLUMNS = frozenset({"labels", "env_keys", "deletion"})
+DATETIME_COLUMNS = frozenset({"created_at", "last_accessed", "expires_at", "status_changed_at", "archived_at"})
+# How SQLAlchemy's DateTime stores a UTC moment on SQLite (naive text); tests/test_reader.py derives it
+# from SQLAlchemy's own bind processor and fails if the two ever differ.
+SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+
+_ID_LIKE = re.compile(r"[0-9a-fA-F]{12}")
+BUSY_TIMEOUT_S = 60
+
+
+def new_sandbox_id() -> str:
+    """12 hex digits: short enough to type, long enough never to collide in one registry."""
+    return secrets.token_hex(6)
+
+
+def looks_like_id(text: str) -> bool:
+    """12 hex digits: the shape of every sandbox and run id, so never allowed as a name."""
+    return bool(_ID_LIKE.fullmatch(text))
+
+
+# -- the lookup rule ----------------------------------------------------------------
+@dataclass(frozen=True)
+class RefKind:
+    """What is being looked up, for the error messages."""
+
+    plural: str
+    not_found: str  # a format string with {ref!r}
+
+
+SANDBOX = RefKind("sandboxes", "no sandbox {ref!r}: `sandboxctl status --all` lists the known ones")
+AGENT_RUN = RefKind("agent runs", "no agent run {ref!r}: `sandboxctl agent list` lists the known ones")
+
+T = TypeVar("T")
+
+
+def resolve_ref(
+    ref: str,
+    kind: RefKind,
+    *,
+    by_id: Callable[[str], T | None],
+    by_name: Callable[[str], T | None] | None,
+    ids_with_prefix: Callable[[str], Sequence[str]],
+) -> T:
+    """Exact id, then exact name, then a unique id prefix; the one rule every command follows.
+
+    `ids_with_prefix` returns at most two distinct ids starting (case-sensitively) with the prefix.
+    """
+    if ref:
+        found = by_id(ref)
+        if found is None and by_name is not None:
+            found = by_name(ref)
+        if found is not None:
+            return found
+        ids = ids_with_prefix(ref)
+        if len(ids) > 1:
+            raise UsageError(f"{ref!r} matches several {kind.plural}: give more of the id")
+        if ids and (found := by_id(ids[0])) is not None:
+            return found
+    raise SandboxNotFound(kind.not_found.format(ref=ref))
+
+
+# -- rows -----------------------------------------------------------------------------
+def to_sqlite_datetime(moment: datetime) -> str:
+    """The text SQLAlchemy's DateTime writes on SQLite for this moment (stored as naive UTC)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime(SQLITE_DATETIME)
+
+
+def from_sqlite_datetime(text: str | None) -> datetime | None:
+    """Read back what SQLAlchemy wrote: naive UTC text -> aware UTC datetime."""
+    if text is None:
+        return None
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def encode_value(column: str, value: Any) -> Any:
+    """A Python value as the full registry stores it in this column (JSON text, naive UTC text)."""
+    if value is None:
+        return None
+    if column in JSON_COLUMNS:
+        return json.dumps(value)
+    if column in DATETIME_COLUMNS:
+        return to_sqlite_datetime(value)
+    return value
+
+
+def decode_row(columns: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    row = dict(zip(columns, values, strict=True))
+    for key in JSON_COLUMNS.intersection(row):
+        if row[key] is not None:
+            row[key] = json.loads(row[key])
+    for key in DATETIME_COLUMNS.intersection(row):
+        row[key] = from_sqlite_datetime(row[key])
+    return row
+
+
+def sandbox_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The one JSON shape of a sandbox, from a record's values or a plain row (create, status, delete, cleanup)."""
+    data = {
+        "id": values["id"],
+        "name": values["name"],
+        "backend": values["backend"],
+        "backend_id": values["backend_id"],
+        "image": values["image"],
+        "status": values["status"],
+        "policy": values["policy"],
+        "labels": dict(values["labels"] or {}),
+        "env_keys": list(values["env_keys"] or []),
+        "cpus": values["cpus"],
+        "memory_bytes": values["memory_bytes"],
+        "created_at": isoformat(values["created_at"]),
+        "last_accessed": isoformat(values["last_accessed"]),
+        "expires_at": isoformat(values["expires_at"]),
+        "idle_timeout_seconds": values["idle_timeout_seconds"],
+        "host": values["host"],
+        "pid": values["pid"],
+        "delete_attempts": values["delete_attempts"],
+        "last_error": values["last_error"],
+    }
+    if "archived_at" in values:
+        data.update(
+            archived_at=isoformat(values["archived_at"]),
+            reason=values["reason"],
+            deletion=dict(values["deletion"] or {}),
+        )
+    return data
+
+
+@dataclass(frozen=True)
+class SandboxRow:
+    """A sandbox as found by a lookup: its column values, live or archived."""
+
+    values: Mapping[str, Any]
+
+    @property
+    def archived(self) -> bool:
+        return "archived_at" in self.values
+
+    @property
+    def id(self) -> str:
+        return str(self.values["id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.values["name"])
+
+    @property
+    def backend(self) -> str:
+        return str(self.values["backend"])
+
+    @property
+    def backend_id(self) -> str | None:
+        return self.values["backend_id"]
+
+    @property
+    def status(self) -> str:
+        return str(self.values["status"])
+
+    @property
+    def delete_attempts(self) -> int:
+        return int(self.values["delete_attempts"])
+
+    def __getattr__(self, column: str) -> Any:
+        """Every other column as an attribute, as on a `SandboxRecord` (`row.expires_at`)."""
+        try:
+            return self.__dict__["values"][column]
+        except KeyError:
+            raise AttributeError(column) from None
+
+    def to_json(self) -> dict[str, Any]:
+        return sandbox_json(self.values)
+
+    def deleted_message(self) -> str:
+        return f"sandbox {self.id} ({self.name}) was deleted on {isoformat(self.values['archived_at'])}"
+
+
+def registry_error(path: Path, exc: sqlite3.Error) -> RegistryError:
+    """sqlite3's error as the one line a user can act on."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return RegistryError.read_only(path)
+    if isinstance(exc, sqlite3.OperationalError) and "not a database" not in text and "malformed" not in text:
+        return RegistryError(f"cannot use registry {path}: {text}")
+    return RegistryError.corrupt(path, text)
+
+
+def _select(columns: Sequence[str]) -> str:
+    return ", ".join(columns)
+
+
+# -- the reader -----------------------------------------------------------------------
+class RegistryReader:
+    """Reads (and touches) a current SQLite registry with stdlib sqlite3."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | None) -> RegistryReader | None:
+        """A reader for a SQLite registry at the current schema version; None when the full registry must open it."""
+        if path is None or not path.is_file():
+            return None
+        reader = cls(path)
+        conn = reader._connect()  # a corrupt file is one clear error here
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+        return reader if version == SCHEMA_VERSION else None
+
+    def _connect(self, *, write: bool = False) -> sqlite3.Connection:
+        """Reads open the file read-only, so they work in a read-only SANDBOXCTL_HOME too."""
+        uri = f"file:{self.path}" + ("" if write else "?mode=ro")
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            if write:
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL, as the full registry
+            conn.execute("PRAGMA user_version").fetchone()  # reads the header: a corrupt file fails here
+        except sqlite3.Error as exc:
+            conn.close()
+            raise registry_error(self.path, exc) from None
+        return conn
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = self._connect()
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise registry_error(self.path, exc) from None
+        finally:
+            conn.close()
+
+    # -- lookups ---------------------------------------------------------------------
+    def _by_id(self, ref: str) -> SandboxRow | None:
+        for table, columns in (("sandbox", SANDBOX_COLUMNS), ("sandbox_archive", ARCHIVE_COLUMNS)):
+            rows = self._query(f"SELECT {_select(columns)} FROM {table} WHERE id = ?", (ref,))
+            if rows:
+                return SandboxRow(decode_row(columns, rows[0]))
+        return None
+
+    def _by_name(self, ref: str) -> SandboxRow | None:
+        rows = self._query(f"SELECT {_select(SANDBOX_COLUMNS)} FROM sandbox WHERE name = ?", (ref,))
+        if rows:
+            return SandboxRow(decode_row(SANDBOX_COLUMNS, rows[0]))
+        rows = self._query(
+            f"SELECT {_select(ARCHIVE_COLUMNS)} FROM sandbox_archive WHERE name = ? "
+            "ORDER BY archived_at DESC, id DESC LIMIT 1",
+            (ref,),
+        )
+        return SandboxRow(decode_row(ARCHIVE_COLUMNS, rows[0])) if rows else None
+
+    def _ids_with_prefix(self, prefix: str) -> list[str]:
+        # substr, not LIKE: SQLite's LIKE ignores case, PostgreSQL's does not; ids compare exactly everywhere.
+        rows = self._query(
+            "SELECT id FROM sandbox WHERE substr(id, 1, ?) = ? "
+            "UNION SELECT id FROM sandbox_archive WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 2",
+            (len(prefix), prefix, len(prefix), prefix),
+        )
+        return [row[0] for row in rows]
+
+    def resolve(self, ref: str) -> SandboxRow:
+        """The sandbox `ref` names (live or archived), by the one lookup rule."""
+        return resolve_ref(
+            ref, SANDBOX, by_id=self._by_id, by_name=self._by_name, ids_with_prefix=self._ids_with_prefix
+        )
+
+    def live_name_or_id_taken(self, name: str) -> bool:
+        """True when a live sandbox already has this name, or this id (create's check)."""
+        return bool(self._query("SELECT 1 FROM sandbox WHERE name = ? OR id = ? LIMIT 1", (name, name)))
+
+    # -- listings --------------------------------------------------------------------
+    def iter_rows(self, *, archived: bool = False, backend: str | None = None) -> Iterator[dict[str, Any]]:
+        """Live (or archived) rows, oldest first, one at a time: `status` over 20,000 rows never holds them all."""
+        columns = ARCHIVE_COLUMNS if archived else SANDBOX_COLUMNS
+        sql = f"SELECT {_select(columns)} FROM {'sandbox_archive' if archived else 'sandbox'}"
+        conditions: list[str] = []
+        params: list[Any] = []
+        if not archived:
+            statuses = sorted(LIVE_STATUSES)
+            conditions.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        if backend:
+            conditions.append("backend = ?")
+            params.append(backend)
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        sql += " ORDER BY archived_at" if archived else " ORDER BY created_at"
+        conn = self._connect()
+        try:
+            for values in conn.execute(sql, params):
+                yield decode_row(columns, values)
+        except sqlite3.Error as exc:
+            raise registry_error(self.path, exc) from None
+        finally:
+            conn.close()
+
+    # -- the few small writes of the everyday commands ----------------------------------
+    # Each is one short transaction, written exactly as the full registry writes it (same columns,
+    # same text): tests/test_reader.py applies each through both paths and compares the rows.
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one `BEGIN IMMEDIATE` transaction; returns their row counts."""
+        conn = self._connect(write=True)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            counts = [conn.execute(sql, params).rowcount for sql, params in statements]
+            conn.execute("COMMIT")
+            return counts
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")
+            raise
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise registry_error(self.path, exc) from None
+        finally:
+            conn.close()
+
+    def registry_id(self) -> str:
+        rows = self._query("SELECT value FROM registry_meta WHERE key = 'registry_id'")
+        return str(rows[0][0]) if rows else ""
+
+    def insert_sandbox(self, values: Mapping[str, Any]) -> None:
+        """`Registry.insert_sandbox` on stdlib sqlite3; a taken name is a usage error (exit 2)."""
+        columns = [c for c in SANDBOX_COLUMNS if c in values]
+        sql = f"INSERT INTO sandbox ({_select(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        try:
+            self._write([(sql, [encode_value(c, values[c]) for c in columns])])
+        except sqlite3.IntegrityError:
+            raise UsageError(f"a sandbox named {values['name']!r} already exists: choose another --name") from None
+
+    def set_status(
+        self,
+        sandbox_id: str,
+        target: SandboxStatus,
+        *,
+        now: datetime,
+        expect: Sequence[SandboxStatus] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """`Registry.set_status` on stdlib sqlite3: one conditional UPDATE the state machine allows."""
+        allowed = sources_of(target)
+        if expect is not None:
+            allowed = allowed & frozenset(expect)
+        values = {"status": target.value, "status_changed_at": now, **fields}
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        marks = ", ".join("?" * len(allowed))
+        sql = f"UPDATE sandbox SET {assignments} WHERE id = ? AND status IN ({marks})"
+        params = [encode_value(column, value) for column, value in values.items()]
+        return self._write([(sql, [*params, sandbox_id, *sorted(s.value for s in allowed)])])[0] == 1
+
+    def archive(self, sandbox_id: str, *, reason: str, deletion: Mapping[str, Any], now: datetime) -> bool:
+        """`Registry.archive` on stdlib sqlite3: the row moves to the archive, `deleted`, in one transaction."""
+        copied = _select([c for c in SANDBOX_COLUMNS if c not in ("status", "status_changed_at")])
+        added = "status, status_changed_at, archived_at, reason, deletion"
+        insert = (
+            f"INSERT INTO sandbox_archive ({copied}, {added}) SELECT {copied}, ?, ?, ?, ?, ? FROM sandbox WHERE id = ?"
+        )
+        stamp = to_sqlite_datetime(now)
+        params = [
+            SandboxStatus.DELETED.value,
+            stamp,
+            stamp,
+            reason,
+            encode_value("deletion", dict(deletion)),
+            sandbox_id,
+        ]
+        moved, _ = self._write([(insert, params), ("DELETE FROM sandbox WHERE id = ?", [sandbox_id])])
+        return moved == 1
+
+    def touch(self, sandbox_id: str, now: datetime) -> bool:
+        """Set last_accessed; False when this path could not (the caller then uses the full registry)."""
+        try:
+            conn = self._connect(write=True)
+            try:
+                conn.execute("UPDATE sandbox SET last_accessed = ? WHERE id = ?", (to_sqlite_datetime(now), sandbox_id))
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
+        return True

@@ -1,0 +1,58 @@
+"""`status`: one sandbox with its backend's view of it, or every record, streamed.
+
+Reads go through the SQLModel-free reader when it can serve them (`Context.reader`),
+else through the full registry; both give the same JSON (tests/test_reader.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sandboxctl.backends.base import BackendError, NotFound
+from sandboxctl.labels import matches
+from sandboxctl.registry.reader import sandbox_json
+from sandboxctl.services.context import Context
+
+
+def sandbox_status(ctx: Context, ref: str) -> dict[str, Any]:
+    """One record, with what the backend says of it right now (`backend_state`)."""
+    found = ctx.find_sandbox(ref)
+    data = found.to_json()
+    if found.archived or found.backend_id is None:
+        data["backend_state"] = "gone" if found.archived else None
+        return data
+    try:
+        data["backend_state"] = str(ctx.backend(found.backend).inspect(found.backend_id).state)
+    except NotFound:
+        data["backend_state"] = "gone"
+    except BackendError as exc:
+        data["backend_state"] = "unknown"
+        data["backend_error"] = str(exc)
+    return data
+
+
+def iter_sandboxes(
+    ctx: Context, *, include_archived: bool = False, backend: str | None = None, selector: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The archive (with `include_archived`) then live records, oldest first, one JSON document at a time."""
+    reader = ctx.reader
+    for archived in (True, False) if include_archived else (False,):
+        if reader is not None:
+            rows = (r for r in reader.iter_rows(archived=archived, backend=backend) if _selected(r, selector))
+            yield from (sandbox_json(r) for r in rows)
+        else:
+            yield from (
+                sandbox_json(r) for r in ctx.registry.list_rows(archived=archived, backend=backend, selector=selector)
+            )
+
+
+def _selected(row: dict[str, Any], selector: dict[str, str] | None) -> bool:
+    return not selector or matches(row["labels"] or {}, selector)
+
+
+def list_sandboxes(
+    ctx: Context, *, include_archived: bool = False, backend: str | None = None, selector: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Live records (and with `include_archived` the archive), oldest first."""
+    return list(iter_sandboxes(ctx, include_archived=include_archived, backend=backend, selector=selector))

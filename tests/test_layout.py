@@ -1,0 +1,80 @@
+"""The house rules that code review keeps missing: layers, one exit-code constant, one printer, light reads."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "sandboxctl"
+# cli/ -> services/ -> registry/ + backends/ -> leaves: nothing imports a file above it.
+LAYERS = {"cli": 3, "services": 2, "registry": 1, "backends": 1}
+
+
+def _modules() -> dict[Path, ast.Module]:
+    return {path: ast.parse(path.read_text(), str(path)) for path in PACKAGE.rglob("*.py")}
+
+
+def _layer(module: str) -> tuple[str, int]:
+    parts = module.split(".")
+    room = parts[1] if len(parts) > 1 and parts[0] == "sandboxctl" else ""
+    return room, LAYERS.get(room, 0)
+
+
+def _imports(tree: ast.Module) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+    return [name for name in found if name.startswith("sandboxctl.")]
+
+
+def test_no_file_imports_a_file_above_it_and_registry_and_backends_stay_apart() -> None:
+    for path, tree in _modules().items():
+        module = "sandboxctl." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        if module == "sandboxctl.__main__":  # the entry point stands above the house
+            continue
+        room, level = _layer(module)
+        for imported in _imports(tree):
+            other_room, other_level = _layer(imported)
+            assert other_level <= level, f"{module} imports {imported} from a floor above"
+            if level == 1 and other_level == 1:
+                assert other_room == room, (
+                    f"{module} imports {imported}: registry and backends know nothing of each other"
+                )
+
+
+def test_exit_code_124_is_spelled_once() -> None:
+    spelled = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno}"
+        for path, tree in _modules().items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and type(node.value) is int and node.value == 124
+    ]
+    assert spelled == ["errors.py:8"], spelled
+
+
+def test_only_render_prints_data_in_the_cli() -> None:
+    """`cli/render.py` prints data; `cli/__init__.py` prints the one error line; nothing else writes."""
+    for path, tree in _modules().items():
+        if path.parent.name != "cli" or path.name in ("render.py", "__init__.py"):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                text = ast.unparse(node.func)
+                assert text not in ("print", "sys.stdout.write", "sys.stderr.write"), f"{path.name}:{node.lineno}"
+
+
+def test_everyday_paths_import_neither_sqlmodel_nor_sqlalchemy() -> None:
+    code = (
+        "import sys\n"
+        "import sandboxctl.cli.exec_fast, sandboxctl.services.execution, sandboxctl.services.listing\n"
+        "import sandboxctl.registry.reader, sandboxctl.services.context\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('sqlmodel', 'sqlalchemy', 'docker'))\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
