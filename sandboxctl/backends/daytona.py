@@ -78,13 +78,16 @@ _GIB = 1024**3
 _MISSING_EXIT = 44  # our download helper's "no such path"
 # Extract an uploaded tar into $1 and always remove it.
 _EXTRACT = 'mkdir -p -- "$1" && tar -xf "$2" -C "$1"; status=$?; rm -f -- "$2"; exit $status'
-# Archive $2 (a name inside directory $1) into $3, leaving out regular files over $4 bytes (when given);
-# exit 44 when it does not exist.
+# Archive $2 (a name inside directory $1) into $3; exit 44 when it does not exist. Regular files over $4
+# bytes (when given) are left out, and listed as `SIZE PATH` lines in $2/.sandboxctl/left-out for the report.
 _ARCHIVE = (
     'cd -- "$1" 2>/dev/null && [ -e "$2" ] || exit 44; x="$3.exclude"; : > "$x" || exit 1; '
-    'if [ -n "$4" ]; then find "$2" -type f -size +"$4"c > "$x" 2>/dev/null; fi; '
+    'if [ -n "$4" ] && [ -d "$2" ]; then find "$2" -type f -size +"$4"c > "$x" 2>/dev/null; '
+    '{ mkdir -p "$2/.sandboxctl" && while IFS= read -r f; do printf "%s %s\\n" "$(wc -c < "$f")" "${f#"$2"/}"; '
+    'done < "$x" > "$2/.sandboxctl/left-out"; } 2>/dev/null; fi; '
     'tar -cf "$3" -X "$x" -- "$2"; status=$?; rm -f -- "$x"; exit $status'
 )
+
 # Feed the uploaded file $1 to the command as stdin (removed before it runs), after `cd $2` when given.
 _WITH_STDIN = (
     'exec <"$1" && rm -f -- "$1" || exit 126; shift; if [ -n "$1" ]; then cd -- "$1" || exit 126; fi; shift; exec "$@"'

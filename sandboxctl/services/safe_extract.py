@@ -31,6 +31,7 @@ from typing import BinaryIO
 from sandboxctl.errors import OperationFailed
 
 _CHUNK = 1024 * 1024
+_MAX_CAPTURE = 64 * 1024  # a captured member (a note from the sandbox) is read into memory: keep it small
 _MAX_EXTENDED_HEADER = 1024 * 1024  # a pax/GNU long-name header larger than this is an attack, not a name
 _EXTENDED = (
     tarfile.GNUTYPE_LONGNAME,
@@ -63,6 +64,7 @@ class SkippedFile:
 class ExtractReport:
     skipped: list[SkippedFile] = field(default_factory=list)
     bytes_written: int = 0
+    captured: dict[str, bytes] = field(default_factory=dict)  # `capture`d members' content, not written
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
@@ -90,13 +92,15 @@ def extract(
     *,
     strip_components: int = 0,
     drop: Callable[[Sequence[str]], bool] = lambda _parts: False,
+    capture: Callable[[Sequence[str]], bool] = lambda _parts: False,
     max_file: int | None = None,
     max_total: int | None = None,
 ) -> ExtractReport:
     """Extract the tar read from `stream` into the existing directory `dest`.
 
     `drop(parts)` silently leaves a member out (e.g. `.git`); what is unsafe or over a limit
-    is left out and listed in the report. Names in the report are relative to `dest`."""
+    is left out and listed in the report; `capture(parts)` keeps a small regular member's content in the
+    report instead of writing it. Names in the report are relative to `dest`."""
     report = ExtractReport()
     root = os.open(dest, _DIR_FLAGS)
     regular: set[tuple[str, ...]] = set()  # files this extraction wrote: the only valid hardlink targets
@@ -106,6 +110,11 @@ def extract(
                 parts = split_name(member.name)
                 if parts is not None:
                     parts = parts[strip_components:]
+                if parts is not None and parts and capture(parts):
+                    data = archive.extractfile(member) if member.isfile() else None
+                    if data is not None and member.size <= _MAX_CAPTURE:
+                        report.captured["/".join(parts)] = data.read()
+                    continue
                 if parts == [] or (parts is not None and drop(parts)):
                     continue
                 shown = "/".join(parts) if parts is not None else member.name

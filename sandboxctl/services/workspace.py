@@ -30,6 +30,9 @@ from sandboxctl.services.safe_extract import SkippedFile
 
 # Files sandboxctl itself puts in the workspace: never part of the result.
 CONTROL_DIR = ".sandboxctl"
+# Where a sandbox that builds the download tar itself (Daytona) lists the files it left out as too large:
+# one `SIZE PATH` line each, PATH relative to the workspace. Sandbox-written: used for the report only.
+LEFT_OUT_NOTE = "left-out"
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
 _INTERNAL_IDENTITY = {
     "GIT_AUTHOR_NAME": "sandboxctl",
@@ -195,10 +198,19 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
+def _left_out_note(parts: Sequence[str]) -> bool:
+    return list(parts) == [CONTROL_DIR, LEFT_OUT_NOTE]
+
+
 def _not_content(parts: Sequence[str]) -> bool:
     """sandboxctl's control files, and every `.git` (file or directory, at any depth): a returned `.git`
     could carry config, hooks or a gitlink that the host's git would act on."""
     return parts[0] == CONTROL_DIR or any(part.lower() == ".git" for part in parts)
+
+
+def _left_out_entry(line: str) -> SkippedFile:
+    size, _sep, path = line.strip().partition(" ")
+    return SkippedFile(path, int(size) if size.isdigit() else None, safe_extract.TOO_LARGE)
 
 
 class Scratch:
@@ -314,9 +326,12 @@ class Scratch:
             self.tree,
             strip_components=1,  # download archives are named from the workspace's parent
             drop=_not_content,
+            capture=_left_out_note,
             max_file=limits.max_file,
             max_total=limits.max_total,
         )
+        note = report.captured.get(f"{CONTROL_DIR}/{LEFT_OUT_NOTE}", b"")
+        left_out = [_left_out_entry(line) for line in note.decode(errors="replace").splitlines() if line.strip()]
         self.hardened_git("add", "-A")
         assert self.base_commit is not None
         diff = ["diff", "--cached", "--no-renames", "--no-color", "--no-ext-diff", "--no-textconv"]
@@ -327,7 +342,7 @@ class Scratch:
             {"path": path, "change": _CHANGE_NAMES.get(status[:1], status)}
             for status, path in zip(fields[::2], fields[1::2], strict=True)
         ]
-        return WorkspaceResult(patch=patch, changed_files=changed, skipped=report.skipped)
+        return WorkspaceResult(patch=patch, changed_files=changed, skipped=[*left_out, *report.skipped])
 
     def _clear_tree(self) -> None:
         for entry in self.tree.iterdir():

@@ -3,7 +3,6 @@ returned workspace never run anything on the host, and odd file names stay unamb
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -116,31 +115,32 @@ def test_odd_file_names_are_quoted_in_changed_files(cli: Cli, backend: list[str]
 
 
 def test_oversized_files_are_left_out_and_reported(cli: Cli, backend: list[str], home: Path) -> None:
+    """Per file (agent.max_file) and in all (--max-collect): what is over is read, discarded and listed."""
     agent = (
         "dd if=/dev/zero of=big.bin bs=1024 count=300 2>/dev/null && "
-        "dd if=/dev/zero of=mid.bin bs=1024 count=150 2>/dev/null && echo small > small.txt"
+        "dd if=/dev/zero of=one.bin bs=1024 count=150 2>/dev/null && cp one.bin two.bin && echo small > small.txt"
     )
     events = home / "events.jsonl"
     result = cli(
-        "agent-run",
-        *backend,
-        "--json",
-        "--max-collect",
-        "200K",
-        "--events",
-        str(events),
-        "--",
-        "sh",
-        "-c",
-        agent,
+        "agent-run", *backend, "--json", "--max-collect", "200K", "--events", str(events), "--", "sh", "-c", agent,
         env={"SANDBOXCTL_AGENT_MAX_FILE": "256K"},
-    )
+    )  # fmt: skip
     assert result.returncode == 0, str(result)
     summary = result.json()
-    assert {item["path"] for item in summary["changed_files"]} == {"mid.bin", "small.txt"}
     [collected] = [event for event in read_events(events) if event["type"] == "result.collected"]
-    skipped = {item["path"]: item for item in collected["skipped_files"]}
-    assert set(skipped) == {"big.bin"} or set(skipped) == {"big.bin", "mid.bin"}, skipped
-    assert skipped["big.bin"]["size"] == 300 * 1024 and skipped["big.bin"]["reason"] == "file too large"
+    assert collected["skipped_files"] == summary["skipped_files"]
+    skipped = {item["path"]: (item["size"], item["reason"]) for item in summary["skipped_files"]}
+    assert skipped.pop("big.bin") == (300 * 1024, "file too large")
+    [(over, (size, reason))] = skipped.items()  # one of the two 150K files fits, the other is over the total
+    assert over in ("one.bin", "two.bin") and (size, reason) == (150 * 1024, "collection limit reached")
+    kept = {"one.bin", "two.bin"} - {over}
+    assert {item["path"] for item in summary["changed_files"]} == {"small.txt", *kept}
     assert "warning:" in result.stderr and "big.bin" in result.stderr
-    assert json.dumps(collected)  # serialisable
+
+
+def test_limit_values_are_usage_errors(cli: Cli, home: Path) -> None:
+    for value in ("0", "-1", "1.5G", "lots", "99999P"):
+        result = cli("agent-run", "--backend", "local", "--max-collect", value, "--", "true")
+        assert result.returncode == 2, str(result)
+        assert result.stderr.startswith("error: invalid size") and len(result.stderr.splitlines()) == 1
+    assert cli.ok("agent", "list", "--json").json() == []
