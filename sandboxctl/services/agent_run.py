@@ -408,12 +408,11 @@ class AgentRunner:
                 limits = self._collect_limits()
                 workspace = self.record.workspace_path
                 with backend.download_archive(self.sandbox.backend_id, workspace, max_file=limits.max_file) as stream:
-                    result = scratch.collect(stream, limits)
-                atomic_write(patch_path, result.patch)
+                    result = scratch.collect(stream, limits, patch_path)
                 listing = "".join(f"{quote_path(item['path'])}\n" for item in result.changed_files)
                 atomic_write(output_dir / "changed-files.txt", listing.encode(errors="surrogateescape"))
                 self.skipped_files = [item.as_dict() for item in result.skipped]
-                entry.update(changed_files=len(result.changed_files), patch_bytes=len(result.patch))
+                entry.update(changed_files=len(result.changed_files), patch_bytes=result.patch_bytes)
         except Exception as exc:  # noqa: BLE001 - a lost result is recorded; the sandbox must still be finalized
             error = self._error_text(exc)
             self.output_failed = True
@@ -425,7 +424,7 @@ class AgentRunner:
             "result.collected",
             changed_files=result.changed_files,
             patch_path=str(patch_path),
-            patch_bytes=len(result.patch),
+            patch_bytes=result.patch_bytes,
             skipped_files=self.skipped_files,
         )
 

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,12 +80,20 @@ def _git(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     hide: str | None = None,
+    stdout: BinaryIO | None = None,
 ) -> bytes:
-    """Run git and return its stdout; failure raises GitFailed with git's message (`hide` masked)."""
+    """Run git and return its stdout (or send it to `stdout`: a patch can be large); failure raises
+    GitFailed with git's message (`hide` masked)."""
     full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", **(env or {})}
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, env=full_env, capture_output=True, stdin=subprocess.DEVNULL, check=False
+            ["git", *args],
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            check=False,
         )
     except FileNotFoundError:
         raise UsageError("git is not installed on this machine: agent-run needs it on the host") from None
@@ -94,7 +103,7 @@ def _git(
         if hide:
             detail = detail.replace(hide, safe_url(hide))
         raise GitFailed(f"git {args[0]} failed: {detail.strip() or f'exit {proc.returncode}'}")
-    return proc.stdout
+    return proc.stdout or b""
 
 
 def _git_text(args: Sequence[str], **kwargs: Any) -> str:
@@ -187,7 +196,7 @@ class CollectLimits:
 
 @dataclass(frozen=True)
 class WorkspaceResult:
-    patch: bytes
+    patch_bytes: int
     changed_files: list[dict[str, str]]
     skipped: list[SkippedFile] = field(default_factory=list)  # left out of the patch: unsafe or over a limit
 
@@ -225,7 +234,7 @@ class Scratch:
     def git(self, *args: str, env: Mapping[str, str] | None = None) -> bytes:
         return _git(args, cwd=self.tree, env=env)
 
-    def hardened_git(self, *args: str) -> bytes:
+    def hardened_git(self, *args: str, stdout: BinaryIO | None = None) -> bytes:
         """git on returned content: only sandboxctl's own settings, given on the command line so that no
         config file can override them, and the repository named explicitly (no discovery)."""
         overrides = (
@@ -239,7 +248,7 @@ class Scratch:
         )
         options = [item for value in overrides for item in ("-c", value)]
         repository = [f"--git-dir={self.tree / '.git'}", f"--work-tree={self.tree}"]
-        return _git([*options, *repository, *args], cwd=self.tree, env=_HARDENED_ENV)
+        return _git([*options, *repository, *args], cwd=self.tree, env=_HARDENED_ENV, stdout=stdout)
 
     # -- before the run ------------------------------------------------------
     def prepare(self, source: RepoSource, ref: str | None, *, history: bool = False) -> str | None:
@@ -317,9 +326,10 @@ class Scratch:
         return path
 
     # -- after the run -------------------------------------------------------
-    def collect(self, stream: BinaryIO, limits: CollectLimits) -> WorkspaceResult:
-        """Replace the tree with the workspace streamed back from the sandbox and diff it against the
-        starting commit. Extraction is `safe_extract`'s; git runs hardened (see `hardened_git`)."""
+    def collect(self, stream: BinaryIO, limits: CollectLimits, patch_path: Path) -> WorkspaceResult:
+        """Replace the tree with the workspace streamed back from the sandbox and write its diff against
+        the starting commit to `patch_path` (atomically, never held in memory). Extraction is
+        `safe_extract`'s; git runs hardened (see `hardened_git`)."""
         self._clear_tree()
         report = safe_extract.extract(
             stream,
@@ -335,14 +345,30 @@ class Scratch:
         self.hardened_git("add", "-A")
         assert self.base_commit is not None
         diff = ["diff", "--cached", "--no-renames", "--no-color", "--no-ext-diff", "--no-textconv"]
-        patch = self.hardened_git(*diff, "--binary", "--src-prefix=a/", "--dst-prefix=b/", self.base_commit, "--")
+        patch_bytes = self._write_patch(patch_path, *diff, "--binary", "--src-prefix=a/", "--dst-prefix=b/")
         listing = self.hardened_git(*diff, "--name-status", "-z", self.base_commit, "--")
         fields = [f for f in listing.decode(errors="surrogateescape").split("\0") if f]
         changed = [
             {"path": path, "change": _CHANGE_NAMES.get(status[:1], status)}
             for status, path in zip(fields[::2], fields[1::2], strict=True)
         ]
-        return WorkspaceResult(patch=patch, changed_files=changed, skipped=[*left_out, *report.skipped])
+        return WorkspaceResult(patch_bytes=patch_bytes, changed_files=changed, skipped=[*left_out, *report.skipped])
+
+    def _write_patch(self, path: Path, *diff: str) -> int:
+        assert self.base_commit is not None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self.hardened_git(*diff, self.base_commit, "--", stdout=out)
+                out.flush()
+                os.fsync(out.fileno())
+                size = os.fstat(out.fileno()).st_size
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size
 
     def _clear_tree(self) -> None:
         for entry in self.tree.iterdir():
