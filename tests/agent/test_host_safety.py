@@ -144,3 +144,17 @@ def test_limit_values_are_usage_errors(cli: Cli, home: Path) -> None:
         assert result.returncode == 2, str(result)
         assert result.stderr.startswith("error: invalid size") and len(result.stderr.splitlines()) == 1
     assert cli.ok("agent", "list", "--json").json() == []
+
+
+def test_quote_path_matches_git(tmp_path: Path) -> None:
+    from sandboxctl.services.workspace import quote_path
+
+    names = ["plain.txt", "new\nline", "a\tb", 'quo"te', "back\\slash", "café", "bell\x07", "del\x7f", "sp ace"]
+    repo = tmp_path / "q"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    for name in names:
+        (repo / name).write_text("x")
+    git("add", "-A", cwd=repo)
+    listed = git("-c", "core.quotePath=true", "ls-files", cwd=repo).split("\n")
+    assert sorted(quote_path(name) for name in names) == sorted(listed)
