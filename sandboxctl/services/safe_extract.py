@@ -40,6 +40,7 @@ _EXTENDED = (
     tarfile.XGLTYPE,
     tarfile.SOLARIS_XHDTYPE,
 )
+_HOST_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE)  # the host's problem: fail, don't skip
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 TOO_LARGE = "file too large"
@@ -125,7 +126,12 @@ def extract(
                 if member.islnk():
                     target = split_name(member.linkname)
                     target = target[strip_components:] if target is not None else None
-                reason = _extract_one(archive, member, root, parts, target, regular, report, max_file, max_total)
+                try:
+                    reason = _extract_one(archive, member, root, parts, target, regular, report, max_file, max_total)
+                except OSError as exc:  # e.g. a name or link target too long for this file system
+                    if exc.errno in _HOST_FULL:
+                        raise
+                    reason = f"cannot be written: {exc.strerror}"
                 if reason is not None:
                     size = member.size if member.isfile() else None
                     report.skipped.append(SkippedFile(shown, size, reason))
@@ -173,7 +179,9 @@ def _extract_one(
             return OVER_TOTAL
         try:
             parent = _open_parent(root, parts[:-1])
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
             return "path through a link or a file"
         try:
             name = parts[-1]

@@ -181,3 +181,17 @@ def test_dropped_names_never_land(tree: Path) -> None:
         drop=lambda parts: ".git" in parts,
     )
     assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*")) == ["k"]
+
+
+def test_unwritable_names_are_skipped_not_fatal(tree: Path) -> None:
+    report = extract(
+        archive(
+            member("ws/" + "n" * 300, b"long name"),
+            member("ws/link", kind=tarfile.SYMTYPE, link="t" * 5000),
+            member("ws/ok", b"ok"),
+        ),
+        tree,
+        strip_components=1,
+    )
+    assert [p.name for p in tree.iterdir()] == ["ok"]
+    assert len(report.skipped) == 2 and all(s.reason.startswith("cannot be written") for s in report.skipped)
