@@ -17,6 +17,7 @@ from typing import Any
 
 from sandboxctl.durations import format_duration, parse_duration
 from sandboxctl.errors import ConfigError, UsageError
+from sandboxctl.sizes import parse_size
 
 APP_NAME = "sandboxctl"
 ENV_HOME = "SANDBOXCTL_HOME"
@@ -63,6 +64,8 @@ KEYS: dict[str, Key] = {
         Key("cleanup.concurrency", "8", _positive_int, "parallel deletions in cleanup"),
         Key("cleanup.orphan_grace", "1h", parse_duration, "age making an unregistered labelled resource an orphan"),
         Key("agent.timeout", "1h", parse_duration, "agent-run timeout when --timeout is not given"),
+        Key("agent.max_collect", "1GiB", parse_size, "most bytes of returned content agent-run collects"),
+        Key("agent.max_file", "100MiB", parse_size, "largest returned file agent-run puts in the patch"),
         Key("daytona.api_key", None, str, "Daytona API key", env="DAYTONA_API_KEY", secret=True),
         Key("daytona.api_url", None, str, "Daytona API URL", env="DAYTONA_API_URL"),
         Key("daytona.target", None, str, "Daytona target region", env="DAYTONA_TARGET"),

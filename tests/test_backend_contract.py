@@ -85,13 +85,16 @@ def test_archive_round_trip_into_workspace(backend: Backend, sandbox: str) -> No
         info = tarfile.TarInfo("repo/notes.txt")
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
-    backend.upload_archive(sandbox, workspace, buffer.getvalue())
+    buffer.seek(0)
+    backend.upload_archive(sandbox, workspace, buffer)
     code, out, _ = run(backend, sandbox, "cat", f"{workspace}/repo/notes.txt")
     assert (code, out) == (0, b"hello archive\n")
-    with tarfile.open(fileobj=io.BytesIO(backend.download_archive(sandbox, f"{workspace}/repo"))) as archive:
-        names = archive.getnames()
-        member = archive.extractfile("repo/notes.txt")
-        assert member is not None and member.read() == b"hello archive\n", names
+    with (
+        backend.download_archive(sandbox, f"{workspace}/repo") as stream,
+        tarfile.open(fileobj=stream, mode="r|") as archive,
+    ):
+        contents = {m.name: (archive.extractfile(m) or io.BytesIO()).read() for m in archive if m.isfile()}
+    assert contents == {"repo/notes.txt": b"hello archive\n"}
 
 
 def test_delete_then_not_found(backend: Backend, sandbox: str) -> None:

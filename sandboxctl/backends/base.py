@@ -7,7 +7,9 @@ neither ever reaches a service.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -117,6 +119,28 @@ class ExecResult:
 TIMED_OUT = ExecResult(exit_code=EXIT_TIMEOUT, timed_out=True)  # what every backend returns past the deadline
 
 
+class ChunkStream(io.RawIOBase):
+    """A readable binary stream over an iterable of byte chunks (an HTTP body), one chunk in memory at a time."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
 @dataclass(frozen=True)
 class DeleteResult:
     """What a deletion freed; `freed_bytes` is None where the backend can't tell."""
@@ -158,11 +182,16 @@ class Backend(Protocol):
         """The absolute path inside the sandbox where agent-run puts the repository."""
         ...
 
-    def upload_archive(self, backend_id: str, dest_dir: str, tar_bytes: bytes) -> None:
-        """Extract an uncompressed tar archive into `dest_dir` (created if missing) in the sandbox."""
+    def upload_archive(self, backend_id: str, dest_dir: str, archive: BinaryIO) -> None:
+        """Extract the uncompressed tar read from `archive` into `dest_dir` (created if missing) in the
+        sandbox, streaming it: never hold it whole in memory."""
         ...
 
-    def download_archive(self, backend_id: str, path: str) -> bytes:
-        """Return an uncompressed tar of `path` in the sandbox; its members are named
-        relative to `path`'s parent (as `docker cp` / `get_archive` do)."""
+    def download_archive(
+        self, backend_id: str, path: str, *, max_file: int | None = None
+    ) -> AbstractContextManager[BinaryIO]:
+        """A context yielding an uncompressed tar of `path` in the sandbox as a stream (never whole in
+        memory); members are named relative to `path`'s parent (as `docker cp` / `get_archive` do).
+        Where the sandbox builds the tar itself, files over `max_file` bytes may be left out there. The
+        content is hostile: extract it with `services.safe_extract` only."""
         ...

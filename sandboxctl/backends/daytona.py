@@ -30,7 +30,9 @@ import posixpath
 import secrets
 import select
 import shlex
+import shutil
 import ssl
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -77,8 +79,16 @@ _GIB = 1024**3
 _MISSING_EXIT = 44  # our download helper's "no such path"
 # Extract an uploaded tar into $1 and always remove it.
 _EXTRACT = 'mkdir -p -- "$1" && tar -xf "$2" -C "$1"; status=$?; rm -f -- "$2"; exit $status'
-# Archive $2 (a name inside directory $1) into $3; exit 44 when it does not exist.
-_ARCHIVE = 'cd -- "$1" 2>/dev/null && [ -e "$2" ] || exit 44; tar -cf "$3" -- "$2"'
+# Archive $2 (a name inside directory $1) into $3; exit 44 when it does not exist. Regular files over $4
+# bytes (when given) are left out, and listed as `SIZE PATH` lines in $2/.sandboxctl/left-out for the report.
+_ARCHIVE = (
+    'cd -- "$1" 2>/dev/null && [ -e "$2" ] || exit 44; x="$3.exclude"; : > "$x" || exit 1; '
+    'if [ -n "$4" ] && [ -d "$2" ]; then find "$2" -type f -size +"$4"c > "$x" 2>/dev/null; '
+    '{ mkdir -p "$2/.sandboxctl" && while IFS= read -r f; do printf "%s %s\\n" "$(wc -c < "$f")" "${f#"$2"/}"; '
+    'done < "$x" > "$2/.sandboxctl/left-out"; } 2>/dev/null; fi; '
+    'tar -cf "$3" -X "$x" -- "$2"; status=$?; rm -f -- "$x"; exit $status'
+)
+
 # Feed the uploaded file $1 to the command as stdin (removed before it runs), after `cd $2` when given.
 _WITH_STDIN = (
     'exec <"$1" && rm -f -- "$1" || exit 126; shift; if [ -n "$1" ]; then cd -- "$1" || exit 126; fi; shift; exec "$@"'
@@ -554,31 +564,46 @@ class DaytonaBackend:
         with contextlib.suppress(Exception):
             self._helper(sandbox, ["sh", "-c", kill_by_token_script(token)], "kill")
 
-    def upload_archive(self, backend_id: str, dest_dir: str, tar_bytes: bytes) -> None:
-        """Upload the tar as one file, then `tar -xf` it in the sandbox: modes and symlinks survive,
-        which per-file uploads would lose. Needs `tar` in the image."""
+    def upload_archive(self, backend_id: str, dest_dir: str, archive: BinaryIO) -> None:
+        """Upload the tar as one file (from disk: the SDK streams a path), then `tar -xf` it in the sandbox:
+        modes and symlinks survive, which per-file uploads would lose. Needs `tar` in the image."""
         sandbox = self._runnable(backend_id)
-        archive = f"/tmp/sandboxctl-upload-{secrets.token_hex(8)}.tar"
-        self._call("upload archive", sandbox.fs.upload_file, tar_bytes, archive, TRANSFER_TIMEOUT)
-        code, output = self._helper(sandbox, ["sh", "-c", _EXTRACT, "sh", dest_dir, archive], "extract archive")
+        remote = f"/tmp/sandboxctl-upload-{secrets.token_hex(8)}.tar"
+        with contextlib.ExitStack() as stack:
+            local = getattr(archive, "name", None)
+            if not isinstance(local, str) or not os.path.isfile(local):
+                spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="sandboxctl-upload-", suffix=".tar"))
+                shutil.copyfileobj(archive, spool)
+                spool.flush()
+                local = spool.name
+            self._call("upload archive", sandbox.fs.upload_file, local, remote, TRANSFER_TIMEOUT)
+        code, output = self._helper(sandbox, ["sh", "-c", _EXTRACT, "sh", dest_dir, remote], "extract archive")
         if code != 0:
             raise BackendError(f"extracting the archive into {dest_dir} failed (exit {code}): {output.strip()[:300]}")
 
-    def download_archive(self, backend_id: str, path: str) -> bytes:
-        """`tar -cf` in the sandbox (members relative to the parent, like `docker cp`), then download it."""
+    @contextlib.contextmanager
+    def download_archive(self, backend_id: str, path: str, *, max_file: int | None = None) -> Iterator[BinaryIO]:
+        """`tar -cf` in the sandbox (members relative to the parent, like `docker cp`; files over `max_file`
+        left out there), downloaded to a host temp file and yielded open: never whole in memory."""
         sandbox = self._runnable(backend_id)
         parent, base = posixpath.split(path.rstrip("/"))
         if not base:
             raise BackendError(f"cannot archive {path!r}: name a file or directory below /")
-        archive = f"/tmp/sandboxctl-download-{secrets.token_hex(8)}.tar"
-        try:
-            code, output = self._helper(sandbox, ["sh", "-c", _ARCHIVE, "sh", parent or "/", base, archive], "archive")
-            if code == _MISSING_EXIT:
-                raise NotFound(f"{path}: no such file in sandbox {backend_id}")
-            if code != 0:
-                raise BackendError(f"archiving {path} failed (exit {code}): {output.strip()[:300]}")
-            data = self._call("download archive", sandbox.fs.download_file, archive, TRANSFER_TIMEOUT)
-        finally:
-            with contextlib.suppress(SandboxctlError):
-                self._helper(sandbox, ["rm", "-f", "--", archive], "remove archive")
-        return bytes(data or b"")
+        remote = f"/tmp/sandboxctl-download-{secrets.token_hex(8)}.tar"
+        limit = str(max_file) if max_file is not None else ""
+        with tempfile.TemporaryDirectory(prefix="sandboxctl-download-") as local_dir:
+            local = os.path.join(local_dir, "archive.tar")
+            try:
+                code, output = self._helper(
+                    sandbox, ["sh", "-c", _ARCHIVE, "sh", parent or "/", base, remote, limit], "archive"
+                )
+                if code == _MISSING_EXIT:
+                    raise NotFound(f"{path}: no such file in sandbox {backend_id}")
+                if code != 0:
+                    raise BackendError(f"archiving {path} failed (exit {code}): {output.strip()[:300]}")
+                self._call("download archive", sandbox.fs.download_file, remote, local, TRANSFER_TIMEOUT)
+            finally:
+                with contextlib.suppress(SandboxctlError):
+                    self._helper(sandbox, ["rm", "-f", "--", remote], "remove archive")
+            with open(local, "rb") as stream:
+                yield stream

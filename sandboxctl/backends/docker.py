@@ -17,9 +17,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
 
 from sandboxctl.backends import docker_engine
 from sandboxctl.backends.base import (
@@ -28,6 +28,7 @@ from sandboxctl.backends.base import (
     BackendError,
     BackendSandbox,
     BackendState,
+    ChunkStream,
     CreateSpec,
     DeleteResult,
     ExecRequest,
@@ -323,17 +324,22 @@ class DockerBackend:
     def workspace_path(self, backend_id: str) -> str:
         return WORKSPACE
 
-    def upload_archive(self, backend_id: str, dest_dir: str, tar_bytes: bytes) -> None:
+    def upload_archive(self, backend_id: str, dest_dir: str, archive: BinaryIO) -> None:
         self._run_quiet(self._exec_api(), backend_id, ["mkdir", "-p", dest_dir])
-        if not self.call("upload", self.api.put_archive, backend_id, dest_dir, tar_bytes):
+        if not self.call("upload", self.api.put_archive, backend_id, dest_dir, archive):
             raise BackendError(f"upload into {dest_dir} failed")
 
-    def download_archive(self, backend_id: str, path: str) -> bytes:
-        stream, _stat = self.call(f"download {path}", self.api.get_archive, backend_id, path)
-        buffer = io.BytesIO()
-        for chunk in stream:
-            buffer.write(chunk)
-        return buffer.getvalue()
+    @contextlib.contextmanager
+    def download_archive(self, backend_id: str, path: str, *, max_file: int | None = None) -> Iterator[BinaryIO]:
+        """The engine's `get_archive` body, read chunk by chunk (the engine builds the tar: no in-sandbox
+        filtering, the host skips what is over the limits)."""
+        chunks, _stat = self.call(f"download {path}", self.api.get_archive, backend_id, path)
+        try:
+            yield io.BufferedReader(ChunkStream(chunks), buffer_size=1024 * 1024)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     # -- exec --------------------------------------------------------------
     def _exec_api(self) -> _ExecApi:

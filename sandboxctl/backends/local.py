@@ -16,10 +16,10 @@ import signal
 import subprocess
 import tarfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, BinaryIO, ClassVar
 
 from sandboxctl.backends.base import (
     TIMED_OUT,
@@ -115,22 +115,29 @@ class LocalBackend:
     def workspace_path(self, backend_id: str) -> str:
         return str(self.root / backend_id / "workspace")
 
-    def upload_archive(self, backend_id: str, dest_dir: str, tar_bytes: bytes) -> None:
+    def upload_archive(self, backend_id: str, dest_dir: str, archive: BinaryIO) -> None:
         self._dir(backend_id)
         dest = Path(dest_dir)
         dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
-            archive.extractall(dest, filter="data")
+        with tarfile.open(fileobj=archive, mode="r|") as stream:
+            stream.extractall(dest, filter="data")
 
-    def download_archive(self, backend_id: str, path: str) -> bytes:
+    @contextlib.contextmanager
+    def download_archive(self, backend_id: str, path: str, *, max_file: int | None = None) -> Iterator[BinaryIO]:
+        """A tar of `path` written by a thread into a pipe: streamed, never whole in memory or on disk."""
         self._dir(backend_id)
         source = Path(path)
         if not source.exists():
             raise NotFound(f"{path}: no such file in sandbox {backend_id}")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            archive.add(source, arcname=source.name)
-        return buffer.getvalue()
+        read_fd, write_fd = os.pipe()
+        writer = threading.Thread(target=_write_tar, args=(source, write_fd), daemon=True)
+        writer.start()
+        with os.fdopen(read_fd, "rb") as stream:
+            try:
+                yield stream
+            finally:
+                stream.close()  # a reader that stopped early: the writer gets EPIPE and ends
+                writer.join(timeout=30)
 
     def exec(self, backend_id: str, request: ExecRequest) -> ExecResult:
         path = self._dir(backend_id)
@@ -187,6 +194,16 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def _write_tar(source: Path, write_fd: int) -> None:
+    """The download side of the pipe; a reader that stops early makes it end on EPIPE, quietly."""
+    with (
+        contextlib.suppress(OSError),
+        os.fdopen(write_fd, "wb") as pipe,
+        tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        archive.add(source, arcname=source.name)
 
 
 def _pump(stream: IO[bytes], sink: Any) -> None:

@@ -31,6 +31,7 @@ from sandboxctl.errors import UsageError
 from sandboxctl.labels import parse_env, parse_labels
 from sandboxctl.services.agent_options import DEFAULT_HEARTBEAT_SECONDS, AgentRunOptions, KeepPolicy
 from sandboxctl.services.context import Context
+from sandboxctl.sizes import parse_size
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -71,7 +72,12 @@ def step_message(event: dict[str, Any]) -> str | None:
     if kind == "result.collected":
         if event.get("error"):
             return f"warning: could not collect the result: {event['error']}"
-        return f"{len(event['changed_files'])} file(s) changed; patch: {event['patch_path']}"
+        changed = f"{len(event['changed_files'])} file(s) changed; patch: {event['patch_path']}"
+        if skipped := event.get("skipped_files"):
+            left_out = ", ".join(f"{item['path']!r} ({item['reason']})" for item in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            return f"warning: {changed}; left out of the patch: {left_out}{more}"
+        return changed
     if kind == "push.finished":
         if event.get("pushed"):
             return f"pushed {event['commit'][:12]} to branch {event['branch']} of {event['remote']}"
@@ -300,6 +306,12 @@ def agent_run_cmd(
     push_branch: Annotated[
         str | None, typer.Option("--push-branch", metavar="NAME", help="Commit the result and push it to origin NAME.")
     ] = None,
+    max_collect: Annotated[
+        str | None,
+        typer.Option(
+            "--max-collect", metavar="SIZE", help="Collect at most SIZE of returned files (config agent.max_collect)."
+        ),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Run an agent on a copy of a repository in a fresh sandbox; collect its patch; finalize the sandbox."""
@@ -320,6 +332,7 @@ def agent_run_cmd(
         events_path=Path(events) if events not in (None, "-") else None,
         push_branch=push_branch,
         heartbeat_seconds=_heartbeat_seconds(),
+        max_collect=parse_size(max_collect) if max_collect is not None else None,
     )
     from sandboxctl.services.agent_run import AgentRunner  # lazy, after parsing: keeps --help free of SQLModel
 

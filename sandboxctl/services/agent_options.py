@@ -35,3 +35,4 @@ class AgentRunOptions:
     events_path: Path | None = None
     push_branch: str | None = None
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    max_collect: int | None = None  # bytes of returned content; None: config `agent.max_collect`

@@ -40,10 +40,12 @@ from sandboxctl.services.events import EventListener, EventLog, Heartbeat, Redac
 from sandboxctl.services.lifecycle import CreateOptions, create_sandbox
 from sandboxctl.services.workspace import (
     CONTROL_DIR,
+    CollectLimits,
     RepoSource,
     Scratch,
     check_branch_name,
     locate_repo,
+    quote_path,
     resolve_commit,
 )
 
@@ -95,6 +97,7 @@ class AgentRunner:
         self.interrupted: str | None = None
         self.failure: BaseException | None = None  # sandboxctl's own failure, re-raised after finalizing
         self.output_failed = False  # the agent succeeded but its patch or push could not be produced
+        self.skipped_files: list[dict[str, Any]] = []  # returned files left out of the patch, and why
 
     # -- interruption --------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -299,16 +302,17 @@ class AgentRunner:
         with self._step("workspace") as entry:
             workspace = backend.workspace_path(self.sandbox.backend_id)
             archive = scratch.archive({TASK_FILE: options.task.encode(), INBOX_FILE: b""})
-            with self._interruptible_section():
-                backend.upload_archive(self.sandbox.backend_id, workspace, archive)
+            archive_bytes = archive.stat().st_size
+            with self._interruptible_section(), archive.open("rb") as stream:
+                backend.upload_archive(self.sandbox.backend_id, workspace, stream)
             self.uploaded = True
-            entry["bytes"] = len(archive)
+            entry["bytes"] = archive_bytes
             self._save(workspace_path=workspace)
         self._emit(
             "workspace.ready",
             path=workspace,
             base_commit=base_commit,
-            bytes=len(archive),
+            bytes=archive_bytes,
             uncommitted_changes_ignored=dirty,
         )
 
@@ -392,11 +396,14 @@ class AgentRunner:
         patch_path = output_dir / "patch.diff"
         try:
             with self._step("collect") as entry:
-                result = scratch.collect(backend.download_archive(self.sandbox.backend_id, self.record.workspace_path))
-                atomic_write(patch_path, result.patch)
-                listing = "".join(f"{item['path']}\n" for item in result.changed_files)
+                limits = self._collect_limits()
+                workspace = self.record.workspace_path
+                with backend.download_archive(self.sandbox.backend_id, workspace, max_file=limits.max_file) as stream:
+                    result = scratch.collect(stream, limits, patch_path)
+                listing = "".join(f"{quote_path(item['path'])}\n" for item in result.changed_files)
                 atomic_write(output_dir / "changed-files.txt", listing.encode(errors="surrogateescape"))
-                entry.update(changed_files=len(result.changed_files), patch_bytes=len(result.patch))
+                self.skipped_files = [item.as_dict() for item in result.skipped]
+                entry.update(changed_files=len(result.changed_files), patch_bytes=result.patch_bytes)
         except Exception as exc:  # noqa: BLE001 - a lost result is recorded; the sandbox must still be finalized
             error = self._error_text(exc)
             self.output_failed = True
@@ -408,9 +415,16 @@ class AgentRunner:
             "result.collected",
             changed_files=result.changed_files,
             patch_path=str(patch_path),
-            patch_bytes=len(result.patch),
-            skipped=result.skipped,
+            patch_bytes=result.patch_bytes,
+            skipped_files=self.skipped_files,
         )
+
+    def _collect_limits(self) -> CollectLimits:
+        settings = self.ctx.settings
+        max_total = (
+            self.options.max_collect if self.options.max_collect is not None else settings.get("agent.max_collect")
+        )
+        return CollectLimits(max_file=settings.get("agent.max_file"), max_total=max_total)
 
     def _agent_succeeded(self) -> bool:
         return (
@@ -526,6 +540,7 @@ class AgentRunner:
         summary = self.record.to_json()
         summary_path = output_dir / "summary.json"
         summary.update(summary_path=str(summary_path), events_path=str(output_dir / "events.jsonl"))
+        summary["skipped_files"] = self.skipped_files
         atomic_write(summary_path, (json.dumps(summary, indent=2) + "\n").encode())
         self._emit(
             "run.finished",

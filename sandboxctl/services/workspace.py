@@ -17,17 +17,23 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from sandboxctl.errors import OperationFailed, UsageError
+from sandboxctl.services import safe_extract
+from sandboxctl.services.safe_extract import SkippedFile
 
 # Files sandboxctl itself puts in the workspace: never part of the result.
 CONTROL_DIR = ".sandboxctl"
+# Where a sandbox that builds the download tar itself (Daytona) lists the files it left out as too large:
+# one `SIZE PATH` line each, PATH relative to the workspace. Sandbox-written: used for the report only.
+LEFT_OUT_NOTE = "left-out"
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
 _INTERNAL_IDENTITY = {
     "GIT_AUTHOR_NAME": "sandboxctl",
@@ -36,6 +42,20 @@ _INTERNAL_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "sandboxctl@localhost",
 }
 _CHANGE_NAMES = {"A": "added", "M": "modified", "D": "deleted", "T": "type_changed"}
+# Returned content decides nothing on the host: no attribute (filter, diff/merge driver, eol, encoding)
+# from any .gitattributes applies. info/attributes outranks every .gitattributes in the tree.
+_NEUTRAL_ATTRIBUTES = "* !filter !diff !merge !text !eol !ident !working-tree-encoding\n"
+# Environment of every git command run on returned content: no system or user config (their filter and
+# diff drivers could be named by a returned .gitattributes), no prompt, no transport.
+_HARDENED_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PROTOCOL_FROM_USER": "0",
+    "GIT_ALLOW_PROTOCOL": "",
+}
+_QUOTE_ESCAPES = {7: "a", 8: "b", 9: "t", 10: "n", 11: "v", 12: "f", 13: "r", 34: '"', 92: "\\"}
 
 
 class GitFailed(OperationFailed):
@@ -60,12 +80,20 @@ def _git(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     hide: str | None = None,
+    stdout: BinaryIO | None = None,
 ) -> bytes:
-    """Run git and return its stdout; failure raises GitFailed with git's message (`hide` masked)."""
+    """Run git and return its stdout (or send it to `stdout`: a patch can be large); failure raises
+    GitFailed with git's message (`hide` masked)."""
     full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", **(env or {})}
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, env=full_env, capture_output=True, stdin=subprocess.DEVNULL, check=False
+            ["git", *args],
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            check=False,
         )
     except FileNotFoundError:
         raise UsageError("git is not installed on this machine: agent-run needs it on the host") from None
@@ -75,7 +103,7 @@ def _git(
         if hide:
             detail = detail.replace(hide, safe_url(hide))
         raise GitFailed(f"git {args[0]} failed: {detail.strip() or f'exit {proc.returncode}'}")
-    return proc.stdout
+    return proc.stdout or b""
 
 
 def _git_text(args: Sequence[str], **kwargs: Any) -> str:
@@ -142,11 +170,35 @@ def check_branch_name(name: str) -> None:
         raise UsageError(f"invalid --push-branch {name!r}: not a valid git branch name") from None
 
 
+def quote_path(path: str) -> str:
+    """`path` as git prints it with core.quotePath: unchanged when plain, else C-quoted in double quotes
+    (`\\n`, `\\t`, `\\"`, `\\\\`, octal `\\303` for other control and non-ASCII bytes): one line per name."""
+    raw = path.encode(errors="surrogateescape")
+    if not any(byte < 0x20 or byte >= 0x7F or byte in (34, 92) for byte in raw):
+        return path
+    body = "".join(_quote_byte(byte) for byte in raw)
+    return f'"{body}"'
+
+
+def _quote_byte(byte: int) -> str:
+    if byte in _QUOTE_ESCAPES:
+        return "\\" + _QUOTE_ESCAPES[byte]
+    return f"\\{byte:03o}" if byte < 0x20 or byte >= 0x7F else chr(byte)
+
+
+@dataclass(frozen=True)
+class CollectLimits:
+    """Bounds on returned content: one file, and all files together (bytes; None: unbounded)."""
+
+    max_file: int | None = None
+    max_total: int | None = None
+
+
 @dataclass(frozen=True)
 class WorkspaceResult:
-    patch: bytes
+    patch_bytes: int
     changed_files: list[dict[str, str]]
-    skipped: list[str] = field(default_factory=list)  # members not restored on the host (unsafe paths)
+    skipped: list[SkippedFile] = field(default_factory=list)  # left out of the patch: unsafe or over a limit
 
 
 def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -155,17 +207,19 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def _strip_top(name: str) -> str | None:
-    """`workspace/src/a.py` -> `src/a.py` (download archives are named from the workspace's parent)."""
-    name = name.lstrip("/")
-    name = name.removeprefix("./")
-    _top, _sep, rest = name.partition("/")
-    return rest.rstrip("/") or None
+def _left_out_note(parts: Sequence[str]) -> bool:
+    return list(parts) == [CONTROL_DIR, LEFT_OUT_NOTE]
 
 
-def _is_control(name: str) -> bool:
-    first = name.split("/", 1)[0]
-    return first in (".git", CONTROL_DIR)
+def _not_content(parts: Sequence[str]) -> bool:
+    """sandboxctl's control files, and every `.git` (file or directory, at any depth): a returned `.git`
+    could carry config, hooks or a gitlink that the host's git would act on."""
+    return parts[0] == CONTROL_DIR or any(part.lower() == ".git" for part in parts)
+
+
+def _left_out_entry(line: str) -> SkippedFile:
+    size, _sep, path = line.strip().partition(" ")
+    return SkippedFile(path, int(size) if size.isdigit() else None, safe_extract.TOO_LARGE)
 
 
 class Scratch:
@@ -175,10 +229,26 @@ class Scratch:
         self.root = root
         self.tree = root / "tree"
         self.base_commit: str | None = None
-        self.skipped: list[str] = []
+        self.no_hooks = root / "no-hooks"
 
     def git(self, *args: str, env: Mapping[str, str] | None = None) -> bytes:
         return _git(args, cwd=self.tree, env=env)
+
+    def hardened_git(self, *args: str, stdout: BinaryIO | None = None) -> bytes:
+        """git on returned content: only sandboxctl's own settings, given on the command line so that no
+        config file can override them, and the repository named explicitly (no discovery)."""
+        overrides = (
+            "core.fsmonitor=false",
+            f"core.hooksPath={self.no_hooks}",
+            f"core.attributesFile={os.devnull}",
+            "core.untrackedCache=false",
+            "core.splitIndex=false",
+            "submodule.recurse=false",
+            "protocol.allow=never",
+        )
+        options = [item for value in overrides for item in ("-c", value)]
+        repository = [f"--git-dir={self.tree / '.git'}", f"--work-tree={self.tree}"]
+        return _git([*options, *repository, *args], cwd=self.tree, env=_HARDENED_ENV, stdout=stdout)
 
     # -- before the run ------------------------------------------------------
     def prepare(self, source: RepoSource, ref: str | None, *, history: bool = False) -> str | None:
@@ -187,8 +257,12 @@ class Scratch:
 
         `history` fetches the commit's whole history instead of it alone: pushing a result
         needs it when the remote lacks commits the user has not pushed."""
-        _git(["init", "-q", str(self.tree)])
+        _git(["init", "-q", "--template=", str(self.tree)])
+        self.no_hooks.mkdir(exist_ok=True)
         for key, value in (
+            ("core.fsmonitor", "false"),
+            ("core.hooksPath", str(self.no_hooks)),
+            ("core.attributesFile", os.devnull),
             ("core.autocrlf", "false"),
             ("core.safecrlf", "false"),
             ("core.symlinks", "true"),
@@ -199,6 +273,7 @@ class Scratch:
             self.git("config", key, value)
         (self.tree / ".git" / "info").mkdir(exist_ok=True)
         (self.tree / ".git" / "info" / "exclude").write_text(f"/{CONTROL_DIR}/\n")
+        (self.tree / ".git" / "info" / "attributes").write_text(_NEUTRAL_ATTRIBUTES)
         if source.kind == "git":
             self.base_commit = self._checkout(source, ref or "HEAD", history=history)
             return self.base_commit
@@ -232,11 +307,11 @@ class Scratch:
             return False  # a bare repository has no work tree
         return bool(status.strip())
 
-    def archive(self, extra_files: Mapping[str, bytes]) -> bytes:
-        """The tree (without `.git`) plus sandboxctl's control files, as an uncompressed tar."""
-        buffer = io.BytesIO()
+    def archive(self, extra_files: Mapping[str, bytes]) -> Path:
+        """The tree (without `.git`) plus sandboxctl's control files, as an uncompressed tar file on disk."""
+        path = self.root / "upload.tar"
         now = time.time()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        with tarfile.open(path, mode="w", format=tarfile.PAX_FORMAT) as archive:
             for entry in sorted(os.listdir(self.tree)):
                 if entry != ".git":
                     archive.add(self.tree / entry, arcname=entry, filter=_root_owned)
@@ -248,47 +323,52 @@ class Scratch:
                 info = _root_owned(tarfile.TarInfo(name))
                 info.size, info.mode, info.mtime = len(data), 0o644, now
                 archive.addfile(info, io.BytesIO(data))
-        return buffer.getvalue()
+        return path
 
     # -- after the run -------------------------------------------------------
-    def collect(self, tar_bytes: bytes) -> WorkspaceResult:
-        """Replace the tree with the downloaded workspace and diff it against the starting commit."""
+    def collect(self, stream: BinaryIO, limits: CollectLimits, patch_path: Path) -> WorkspaceResult:
+        """Replace the tree with the workspace streamed back from the sandbox and write its diff against
+        the starting commit to `patch_path` (atomically, never held in memory). Extraction is
+        `safe_extract`'s; git runs hardened (see `hardened_git`)."""
         self._clear_tree()
-        self.skipped = []
-        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
-            members = []
-            for member in archive.getmembers():
-                name = _strip_top(member.name)
-                if (
-                    name is None
-                    or _is_control(name)
-                    or not (member.isfile() or member.isdir() or member.issym() or member.islnk())
-                ):
-                    continue
-                changes: dict[str, Any] = {"name": name}
-                if member.islnk():
-                    changes["linkname"] = _strip_top(member.linkname) or ""
-                members.append(member.replace(**changes, deep=False))
-            archive.extractall(self.tree, members=members, filter=self._safe_member)
-        self.git("add", "-A")
+        report = safe_extract.extract(
+            stream,
+            self.tree,
+            strip_components=1,  # download archives are named from the workspace's parent
+            drop=_not_content,
+            capture=_left_out_note,
+            max_file=limits.max_file,
+            max_total=limits.max_total,
+        )
+        note = report.captured.get(f"{CONTROL_DIR}/{LEFT_OUT_NOTE}", b"")
+        left_out = [_left_out_entry(line) for line in note.decode(errors="replace").splitlines() if line.strip()]
+        self.hardened_git("add", "-A")
         assert self.base_commit is not None
-        diff = ["diff", "--cached", "--no-renames", "--no-color", "--no-ext-diff"]
-        patch = self.git(*diff, "--binary", "--src-prefix=a/", "--dst-prefix=b/", self.base_commit, "--")
-        listing = self.git(*diff, "--name-status", "-z", self.base_commit, "--").decode(errors="surrogateescape")
-        fields = [f for f in listing.split("\0") if f]
+        diff = ["diff", "--cached", "--no-renames", "--no-color", "--no-ext-diff", "--no-textconv"]
+        patch_bytes = self._write_patch(patch_path, *diff, "--binary", "--src-prefix=a/", "--dst-prefix=b/")
+        listing = self.hardened_git(*diff, "--name-status", "-z", self.base_commit, "--")
+        fields = [f for f in listing.decode(errors="surrogateescape").split("\0") if f]
         changed = [
             {"path": path, "change": _CHANGE_NAMES.get(status[:1], status)}
             for status, path in zip(fields[::2], fields[1::2], strict=True)
         ]
-        return WorkspaceResult(patch=patch, changed_files=changed, skipped=list(self.skipped))
+        return WorkspaceResult(patch_bytes=patch_bytes, changed_files=changed, skipped=[*left_out, *report.skipped])
 
-    def _safe_member(self, member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-        """tarfile's `tar` filter (nothing lands outside the tree), skipping instead of failing the whole result."""
+    def _write_patch(self, path: Path, *diff: str) -> int:
+        assert self.base_commit is not None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
-            return tarfile.tar_filter(member, dest)
-        except tarfile.FilterError:
-            self.skipped.append(member.name)
-            return None
+            with os.fdopen(fd, "wb") as out:
+                self.hardened_git(*diff, self.base_commit, "--", stdout=out)
+                out.flush()
+                os.fsync(out.fileno())
+                size = os.fstat(out.fileno()).st_size
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size
 
     def _clear_tree(self) -> None:
         for entry in self.tree.iterdir():

@@ -297,18 +297,18 @@ def _repo_tar() -> bytes:
 def test_archive_round_trip_keeps_modes_and_links(backend: DaytonaBackend, sandbox: str) -> None:
     workspace = backend.workspace_path(sandbox)
     assert workspace.endswith("/workspace")
-    backend.upload_archive(sandbox, workspace, _repo_tar())
+    backend.upload_archive(sandbox, workspace, io.BytesIO(_repo_tar()))
     code, out, _ = run(backend, sandbox, "sh", "-c", f"cat {workspace}/repo/link && {workspace}/repo/run.sh")
     assert (code, out) == (0, b"hello archive\nran\n")
     for path in (f"{workspace}/repo", f"{workspace}/repo/"):
-        with tarfile.open(fileobj=io.BytesIO(backend.download_archive(sandbox, path))) as archive:
+        with backend.download_archive(sandbox, path) as stream, tarfile.open(fileobj=stream) as archive:  # a file
             members = {m.name: m for m in archive.getmembers()}
             assert {"repo", "repo/notes.txt", "repo/run.sh", "repo/link"} <= set(members), sorted(members)
             assert members["repo/run.sh"].mode & 0o111 and members["repo/link"].linkname == "notes.txt"
             notes = archive.extractfile("repo/notes.txt")
             assert notes is not None and notes.read() == b"hello archive\n"
-    with pytest.raises(NotFound):
-        backend.download_archive(sandbox, f"{workspace}/no-such-dir")
+    with pytest.raises(NotFound), backend.download_archive(sandbox, f"{workspace}/no-such-dir"):
+        pass
 
 
 # -- failures: unreachable, silent, unauthorised, and the key kept secret -----------------------------

@@ -245,3 +245,18 @@ def test_agent_run_on_daytona(dcli: Cli, target: Target, tmp_path: Path) -> None
     assert "+more" in (output / "patch.diff").read_text()
     if target.standin is not None:
         assert target.standin.sandboxes == {}
+
+
+def test_agent_run_on_daytona_leaves_oversized_files_out_in_the_sandbox(dcli: Cli, target: Target) -> None:
+    """The sandbox builds the tar: a file over agent.max_file never leaves it, and the summary lists it."""
+    agent = "dd if=/dev/zero of=big.bin bs=1024 count=300 2>/dev/null && echo small > small.txt"
+    result = dcli(
+        "agent-run", "--backend", "daytona", "--image", target.image, "--keep", "never", "--json",
+        "--", "sh", "-c", agent,
+        env={"SANDBOXCTL_AGENT_MAX_FILE": "256K"},
+    )  # fmt: skip
+    assert result.returncode == 0, str(result)
+    summary = result.json()
+    assert summary["changed_files"] == [{"path": "small.txt", "change": "added"}]
+    assert summary["skipped_files"] == [{"path": "big.bin", "size": 300 * 1024, "reason": "file too large"}]
+    assert "warning:" in result.stderr and "big.bin" in result.stderr
