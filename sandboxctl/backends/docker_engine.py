@@ -155,12 +155,17 @@ class EngineSocket:
         return dict(self._request("GET", f"/exec/{exec_id}/json"))
 
     # -- interactive terminals (`shell`, `exec -it`): see backends/tty_docker.py --------------------
-    def exec_create_tty(self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None) -> str:
+    def exec_create_tty(
+        self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, size: tuple[int, int]
+    ) -> str:
+        """`size` (rows, cols) is the terminal's from its start on API 1.42+; older daemons ignore it and
+        take the first resize a moment after the start."""
         body: dict[str, Any] = {
             "AttachStdin": True,
             "AttachStdout": True,
             "AttachStderr": True,
             "Tty": True,
+            "ConsoleSize": list(size),
             "Cmd": command,
             "Env": [f"{k}={v}" for k, v in env.items()],
         }

@@ -20,7 +20,7 @@ from sandboxctl.backends.tty import TtyRequest
 
 class _TtyApi(Protocol):
     def exec_create_tty(
-        self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None
+        self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, size: tuple[int, int]
     ) -> str: ...
 
     def exec_start_tty(self, exec_id: str) -> tuple[socket.socket, bytes]: ...
@@ -36,8 +36,10 @@ class _SdkTtyApi:
     def __init__(self, backend: DockerBackend) -> None:
         self.backend = backend
 
-    def exec_create_tty(self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None) -> str:
-        api = self.backend.api
+    def exec_create_tty(
+        self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, size: tuple[int, int]
+    ) -> str:
+        api = self.backend.api  # the SDK has no console size: the first resize sets it
         created = self.backend.call(
             f"container {container[:12]}", api.exec_create, container, command, stdin=True, tty=True,
             environment=env, workdir=workdir,
@@ -88,15 +90,16 @@ class DockerTtySession:
 
     def resize(self, rows: int, cols: int) -> None:
         # Right after start the daemon may not have the process yet: retry briefly, as the docker CLI does.
+        # A wrong size is never worth failing the session for; an exec already gone (404) needs none.
         for attempt in range(10):
             try:
                 self.api.exec_resize(self.exec_id, rows, cols)
                 return
             except NotFound:
-                raise
+                return
             except BackendError:
                 if attempt == 9:
-                    return  # a wrong size is not worth failing the session for
+                    return
                 time.sleep(0.05 * (attempt + 1))
 
     def poll(self) -> int | None:
@@ -125,7 +128,7 @@ class DockerTtySession:
 def _kill_by_token(api: _TtyApi, backend_id: str, token: str) -> None:
     """Kill the terminal's command and its children inside the container; they carry our token."""
     script = kill_by_token_script(token)
-    exec_id = api.exec_create_tty(backend_id, ["/bin/sh", "-c", script], env={}, workdir=None)
+    exec_id = api.exec_create_tty(backend_id, ["/bin/sh", "-c", script], env={}, workdir=None, size=(24, 80))
     sock, _ = api.exec_start_tty(exec_id)
     try:
         sock.settimeout(30)
@@ -141,7 +144,11 @@ def open_docker_tty(backend: DockerBackend, backend_id: str, request: TtyRequest
     api: _TtyApi = engine if engine is not None else _SdkTtyApi(backend)
     token = secrets.token_hex(8)
     exec_id = api.exec_create_tty(
-        backend_id, list(request.command), env={**request.env, EXEC_TOKEN_VAR: token}, workdir=request.workdir
+        backend_id,
+        list(request.command),
+        env={**request.env, EXEC_TOKEN_VAR: token},
+        workdir=request.workdir,
+        size=(request.rows, request.cols),
     )
     sock, pending = api.exec_start_tty(exec_id)
     session = DockerTtySession(api, backend_id, exec_id, token, sock, pending)
