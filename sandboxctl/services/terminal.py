@@ -41,7 +41,6 @@ def terminal_session(
         raise OperationFailed(f"sandbox {target.id} is {target.status}: it cannot run commands")
     backend = ctx.backend(target.backend)
     request = TtyRequest(command=tuple(command) or LOGIN_SHELL, rows=rows, cols=cols, env=env, workdir=workdir)
-    _touch(ctx, lean, target.id)
     try:
         session = open_tty(backend, target.backend_id, request)
     except NotFound:
@@ -49,6 +48,7 @@ def terminal_session(
             f"sandbox {target.id} no longer exists on {target.backend} (removed outside sandboxctl); "
             "`sandboxctl cleanup --orphans` closes its record"
         ) from None
+    _touch(ctx, lean, target.id)  # after the start: a refused terminal records nothing
     ended = False
     try:
         yield session
