@@ -172,23 +172,20 @@ def test_exec_it_runs_the_command_on_a_terminal(sandbox: Sandbox, flags: tuple[s
 def test_shell_runs_a_given_command_and_updates_last_accessed(sandbox: Sandbox) -> None:
     before = sandbox.cli.ok("status", sandbox.id, "--json").json()["last_accessed"]
     time.sleep(1.1)  # last_accessed has second resolution in the text
-    child = spawn(
-        sandbox.cli.env,
-        "shell",
-        sandbox.id,
-        "-w",
-        "/",
-        "-e",
-        "GREETING=hi-there",
-        "--",
-        "sh",
-        "-c",
-        'echo "$GREETING from $(pwd)"',
-    )
-    child.expect("hi-there from /")
+    env = {**sandbox.cli.env, "TERM": "screen"}
+    command = ("sh", "-c", 'echo "$GREETING from $(pwd) on $TERM"')
+    child = spawn(env, "shell", sandbox.id, "-w", "/", "-e", "GREETING=hi-there", "--", *command)
+    child.expect("hi-there from / on screen")  # our TERM travels, so the remote programs draw for our terminal
     assert finish(child) == 0
     after = sandbox.cli.ok("status", sandbox.id, "--json").json()["last_accessed"]
     assert after > before
+
+
+def test_a_command_that_cannot_start_returns_its_exit_code(sandbox: Sandbox) -> None:
+    child = spawn(sandbox.cli.env, "exec", "-it", sandbox.id, "--", "no-such-program-3141")
+    child.expect("no-such-program-3141")
+    code = finish(child)
+    assert code == 127 if sandbox.backend == "local" else code in (126, 127), code  # docker reports 126
 
 
 @pytest.mark.parametrize(

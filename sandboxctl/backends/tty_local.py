@@ -28,10 +28,13 @@ def _take_controlling_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def start_in_pty(backend: LocalBackend, backend_id: str, request: TtyRequest, slave: int) -> subprocess.Popen[bytes]:
+def start_in_pty(
+    backend: LocalBackend, backend_id: str, request: TtyRequest, slave: int
+) -> subprocess.Popen[bytes] | int:
     """Start the command in the sandbox with `slave` as its terminal: the one place a local tty process starts.
 
     Same environment and working directory as `LocalBackend.exec`, in a new session (own process group).
+    A command that cannot start is told on the terminal and its exit code returned (127, 126), as `exec` does.
     """
     sandbox = Path(backend.workspace_path(backend_id)).parent
     backend.inspect(backend_id)  # NotFound when the sandbox is gone
@@ -54,15 +57,23 @@ def start_in_pty(backend: LocalBackend, backend_id: str, request: TtyRequest, sl
     except FileNotFoundError as exc:
         if exc.filename == str(cwd) or not cwd.is_dir():
             raise BackendError(f"working directory {request.workdir} does not exist") from None
-        raise BackendError(f"{request.command[0]}: command not found in sandbox {backend_id}") from None
-    except PermissionError:
-        raise BackendError(f"{request.command[0]}: permission denied") from None
+        return _not_started(slave, f"{request.command[0]}: command not found", 127)
+    except OSError as exc:  # not executable, not a program (ENOEXEC)...
+        return _not_started(slave, f"{request.command[0]}: {(exc.strerror or str(exc)).lower()}", 126)
+
+
+def _not_started(slave: int, text: str, code: int) -> int:
+    os.write(slave, f"sandboxctl: {text}\n".encode())
+    return code
 
 
 class LocalTtySession:
-    """The master side of the pty; the child runs in its own session and process group."""
+    """The master side of the pty; the child runs in its own session and process group.
 
-    def __init__(self, master: int, process: subprocess.Popen[bytes]) -> None:
+    `process` is the exit code instead when the command could not start.
+    """
+
+    def __init__(self, master: int, process: subprocess.Popen[bytes] | int) -> None:
         self.master = master
         self.process = process
         self._closed = False
@@ -92,17 +103,19 @@ class LocalTtySession:
         set_window_size(self.master, rows, cols)
 
     def poll(self) -> int | None:
+        if isinstance(self.process, int):
+            return self.process
         code = self.process.poll()
         return None if code is None else _exit_status(code)
 
     def wait(self) -> int:
-        return _exit_status(self.process.wait())
+        return self.process if isinstance(self.process, int) else _exit_status(self.process.wait())
 
     def close(self, *, kill: bool) -> None:
         if self._closed:
             return
         self._closed = True
-        if kill:
+        if kill and not isinstance(self.process, int):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
