@@ -251,3 +251,12 @@ def test_container_removed_mid_session_restores_terminal(cli: Cli, docker_image:
     child.expect(STTY_G)
     assert child.match.group(1) == before
     assert finish(child) == 0
+
+
+@pytest.mark.parametrize(
+    "argv", [["exec", "-it", "sb", "--", "sh"], ["exec", "sb", "-t", "--", "sh"], ["exec", "sb", "-i", "--", "cat"]]
+)
+def test_exec_fast_path_leaves_terminal_flags_to_typer(argv: list[str]) -> None:
+    from sandboxctl.cli.exec_fast import parse_fast
+
+    assert parse_fast(argv) is None  # `-t` is --tty now, never a timeout's short form
