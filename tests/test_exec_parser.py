@@ -14,7 +14,7 @@ def test_exec_fast_parser_reads_the_contract_grammar() -> None:
             "x.db",
             "exec",
             "sb1",
-            "-t",
+            "--timeout",
             "5s",
             "--workdir=/tmp",
             "-e",

@@ -237,7 +237,7 @@ def test_exec_grammar_is_the_same_on_the_fast_path_and_in_typer() -> None:
     command = typer.main.get_command(app)
     argvs = [
         ["exec", "sb1", "--", "true"],
-        ["exec", "sb1", "-t", "5s", "--workdir=/tmp", "-e", "A=1", "--env", "B=2", "--", "sh", "-c", "echo -t"],
+        ["exec", "sb1", "--timeout", "5s", "--workdir=/tmp", "-e", "A=1", "--env", "B=2", "--", "sh", "-c", "echo -t"],
         ["exec", "sb1", "--timeout=1m", "-w", "/x", "--", "--", "-e"],
         ["--db", "x.db", "exec", "sb1", "-e", "A=b=c", "--", "env"],
         ["--debug", "exec", "aaaa", "--env=K=V", "--", "ls", "-la"],

@@ -155,6 +155,60 @@ class EngineSocket:
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/exec/{exec_id}/json"))
 
+    # -- interactive terminals (`shell`, `exec -it`): see backends/tty_docker.py --------------------
+    def exec_create_tty(
+        self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, size: tuple[int, int]
+    ) -> str:
+        """`size` (rows, cols) is the terminal's from its start on API 1.42+; older daemons ignore it and
+        take the first resize a moment after the start."""
+        body: dict[str, Any] = {
+            "AttachStdin": True,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": True,
+            "ConsoleSize": list(size),
+            "Cmd": command,
+            "Env": [f"{k}={v}" for k, v in env.items()],
+        }
+        if workdir:
+            body["WorkingDir"] = workdir
+        return str(self._request("POST", f"/containers/{container}/exec", body)["Id"])
+
+    def exec_start_tty(self, exec_id: str) -> tuple[socket.socket, bytes]:
+        """Start attached with a terminal: the hijacked socket then carries raw bytes both ways, unframed."""
+        body = b'{"Detach": false, "Tty": true}'
+        request = (
+            f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            sock.sendall(request)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise BackendError("Docker closed the exec stream before answering")
+                head += chunk
+            sock.settimeout(None)  # a terminal may stay quiet for hours
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+            sock.close()
+            raise unreachable(self.host) from None
+        except BaseException:
+            sock.close()
+            raise
+        header, _, rest = head.partition(b"\r\n\r\n")
+        status = int(header.split(b" ", 2)[1])
+        if status not in (101, 200):
+            sock.close()
+            raise BackendError(f"Docker refused to start exec {exec_id[:12]}: HTTP {status}")
+        return sock, rest
+
+    def exec_resize(self, exec_id: str, rows: int, cols: int) -> None:
+        self._request("POST", f"/exec/{exec_id}/resize?h={rows}&w={cols}")
+
 
 # -- container calls for create, inspect and delete without the SDK ---------------------------
 # New functions beside the exec client above (whose calls carry their own deadlines): each maps

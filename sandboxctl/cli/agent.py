@@ -89,7 +89,7 @@ def step_message(event: dict[str, Any]) -> str | None:
     if kind == "sandbox.kept":
         sandbox = event["sandbox_id"]
         prefix = "warning: " if event["reason"].startswith("deletion failed") else ""
-        hint = f"`sandboxctl exec {sandbox} -- sh` to look inside, `sandboxctl delete {sandbox}` when done"
+        hint = f"`sandboxctl shell {sandbox}` to look inside, `sandboxctl delete {sandbox}` when done"
         return f"{prefix}sandbox {sandbox} kept: {event['reason']} ({hint})"
     if kind == "run.interrupted":
         return f"{event['signal']} received: collecting the result and finalizing"

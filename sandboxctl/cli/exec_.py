@@ -8,6 +8,7 @@ import typer
 
 from sandboxctl.cli.exec_fast import run_exec
 from sandboxctl.cli.options import EnvOption
+from sandboxctl.errors import UsageError
 
 
 def exec_cmd(
@@ -16,11 +17,21 @@ def exec_cmd(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments, after `--`.")],
     *,
     timeout: Annotated[
-        str | None, typer.Option("--timeout", "-t", metavar="DUR", help="Kill the command after DUR; exit 124.")
+        str | None, typer.Option("--timeout", metavar="DUR", help="Kill the command after DUR; exit 124.")
     ] = None,
     workdir: Annotated[str | None, typer.Option("--workdir", "-w", help="Working directory in the sandbox.")] = None,
     env: EnvOption = None,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Keep stdin open (always on).")] = False,
+    tty: Annotated[
+        bool, typer.Option("--tty", "-t", help="Allocate a terminal (as `shell`); needs one on stdin.")
+    ] = False,
 ) -> None:
     """Run a command in a sandbox: output streamed live, stdin forwarded, its exit code returned."""
+    if tty:
+        from sandboxctl.cli.shell import run_terminal
+
+        if timeout is not None:
+            raise UsageError("--timeout does not apply with -t: exit the terminal's command instead")
+        raise typer.Exit(run_terminal(ctx.obj, sandbox, command, workdir=workdir, env=env or [], what="`exec -t`"))
     code = run_exec(ctx.obj, sandbox, command, timeout=timeout, workdir=workdir, env=env or [])
     raise typer.Exit(code)

@@ -79,7 +79,7 @@ class FastExec:
         )
 
 
-_VALUED = {"--timeout": "timeout", "-t": "timeout", "--workdir": "workdir", "-w": "workdir"}
+_VALUED = {"--timeout": "timeout", "--workdir": "workdir", "-w": "workdir"}
 
 
 def parse_fast(argv: Sequence[str]) -> FastExec | None:
