@@ -145,14 +145,26 @@ def encode_value(column: str, value: Any) -> Any:
     return value
 
 
-def decode_row(columns: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+def decode_row(columns: Sequence[str], values: Sequence[Any], *, iso_text: bool = False) -> dict[str, Any]:
+    """Column values as Python values; with `iso_text` datetimes become their JSON text directly
+    (`status` over 20,000 rows: parsing and re-formatting each moment was a third of its time)."""
     row = dict(zip(columns, values, strict=True))
     for key in JSON_COLUMNS.intersection(row):
         if row[key] is not None:
             row[key] = json.loads(row[key])
+    convert = sqlite_text_to_iso if iso_text else from_sqlite_datetime
     for key in DATETIME_COLUMNS.intersection(row):
-        row[key] = from_sqlite_datetime(row[key])
+        row[key] = convert(row[key])
     return row
+
+
+def sqlite_text_to_iso(text: str | None) -> str | None:
+    """`2026-01-02 03:04:05.000006` -> `2026-01-02T03:04:05+00:00`: what `isoformat` makes of the moment."""
+    return None if text is None else f"{text[:10]}T{text[11:19]}+00:00"
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    return value if isinstance(value, str) else isoformat(value)
 
 
 def sandbox_json(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,9 +181,9 @@ def sandbox_json(values: Mapping[str, Any]) -> dict[str, Any]:
         "env_keys": list(values["env_keys"] or []),
         "cpus": values["cpus"],
         "memory_bytes": values["memory_bytes"],
-        "created_at": isoformat(values["created_at"]),
-        "last_accessed": isoformat(values["last_accessed"]),
-        "expires_at": isoformat(values["expires_at"]),
+        "created_at": _iso(values["created_at"]),
+        "last_accessed": _iso(values["last_accessed"]),
+        "expires_at": _iso(values["expires_at"]),
         "idle_timeout_seconds": values["idle_timeout_seconds"],
         "host": values["host"],
         "pid": values["pid"],
@@ -180,7 +192,7 @@ def sandbox_json(values: Mapping[str, Any]) -> dict[str, Any]:
     }
     if "archived_at" in values:
         data.update(
-            archived_at=isoformat(values["archived_at"]),
+            archived_at=_iso(values["archived_at"]),
             reason=values["reason"],
             deletion=dict(values["deletion"] or {}),
         )
@@ -331,8 +343,12 @@ class RegistryReader:
         return bool(self._query("SELECT 1 FROM sandbox WHERE name = ? OR id = ? LIMIT 1", (name, name)))
 
     # -- listings --------------------------------------------------------------------
-    def iter_rows(self, *, archived: bool = False, backend: str | None = None) -> Iterator[dict[str, Any]]:
-        """Live (or archived) rows, oldest first, one at a time: `status` over 20,000 rows never holds them all."""
+    def iter_rows(
+        self, *, archived: bool = False, backend: str | None = None, iso_text: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Live (or archived) rows, oldest first, one at a time: `status` over 20,000 rows never holds them all.
+
+        `iso_text`: datetimes as their JSON text (enough for `sandbox_json`, and much cheaper)."""
         columns = ARCHIVE_COLUMNS if archived else SANDBOX_COLUMNS
         sql = f"SELECT {_select(columns)} FROM {'sandbox_archive' if archived else 'sandbox'}"
         conditions: list[str] = []
@@ -350,7 +366,7 @@ class RegistryReader:
         conn = self._connect()
         try:
             for values in conn.execute(sql, params):
-                yield decode_row(columns, values)
+                yield decode_row(columns, values, iso_text=iso_text)
         except sqlite3.Error as exc:
             raise registry_error(self.path, exc) from None
         finally:
