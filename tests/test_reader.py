@@ -180,14 +180,30 @@ def test_reader_rows_and_json_match_the_full_registry(cli: Cli, home: Path) -> N
                 assert fast_row[key] == value, key
 
 
-def test_streamed_json_array_is_byte_identical_to_emit_json() -> None:
+def test_status_lists_the_same_json_through_the_reader_as_through_sqlmodel(cli: Cli, home: Path) -> None:
+    from sandboxctl.services.listing import iter_sandboxes
+
+    for team in ("a", "b"):
+        cli.ok("create", "--backend", "local", "--label", f"team={team}", "--ttl", "1h", "--idle-timeout", "5m")
+    cli.ok("create", "--backend", "local", "--policy", "permanent")
+    cli.ok("delete", cli.ok("status", "--json").json()[0]["id"])
+    ctx, _ = _contexts(home)
+    full = Context(settings=Settings.load(), _reader_checked=True)  # no reader: SQLModel only
+    for selector in (None, {"team": "b"}):
+        fast_rows = list(iter_sandboxes(ctx, include_archived=True, selector=selector))
+        full_rows = list(iter_sandboxes(full, include_archived=True, selector=selector))
+        assert fast_rows == full_rows and fast_rows
+
+
+def test_streamed_json_array_is_one_array_with_one_element_per_line() -> None:
     for documents in ([], [{"a": 1}], [{"a": [1, {"b": None}], "c": "x\ny"}, {"d": {}}]):
         whole, streamed = io.StringIO(), io.StringIO()
         with redirect_stdout(whole):
             render.emit_json(documents)
         with redirect_stdout(streamed):
             render.emit_json_array(iter(documents))
-        assert streamed.getvalue() == whole.getvalue()
+        assert json.loads(streamed.getvalue()) == json.loads(whole.getvalue()) == documents
+        assert streamed.getvalue().count("\n") == len(documents) + (2 if documents else 1)
 
 
 def test_sqlite_datetime_format_is_sqlalchemys() -> None:

@@ -39,7 +39,9 @@ def iter_sandboxes(
     reader = ctx.reader
     for archived in (True, False) if include_archived else (False,):
         if reader is not None:
-            rows = (r for r in reader.iter_rows(archived=archived, backend=backend) if _selected(r, selector))
+            rows = (
+                r for r in reader.iter_rows(archived=archived, backend=backend, iso_text=True) if _selected(r, selector)
+            )
             yield from (sandbox_json(r) for r in rows)
         else:
             yield from (
