@@ -10,6 +10,7 @@ from sandboxctl.cli import render
 from sandboxctl.cli.options import BackendOption, EnvOption, JsonOption, LabelOption
 from sandboxctl.durations import parse_duration
 from sandboxctl.labels import parse_env, parse_labels
+from sandboxctl.limits import check_cpus, parse_memory
 from sandboxctl.registry.states import Policy
 from sandboxctl.services.context import Context
 
@@ -35,7 +36,7 @@ def create_cmd(
 ) -> None:
     """Create a sandbox and print its id (or its record with --json)."""
     # Imported here: keeps --help free of SQLModel.
-    from sandboxctl.services.lifecycle import CreateOptions, create_sandbox, parse_memory
+    from sandboxctl.services.lifecycle import CreateOptions, create_sandbox
 
     app: Context = ctx.obj
     options = CreateOptions(
@@ -47,7 +48,7 @@ def create_cmd(
         idle_timeout=parse_duration(idle_timeout) if idle_timeout is not None else None,
         labels=parse_labels(label or []),
         env=parse_env(env or []),
-        cpus=cpus,
+        cpus=check_cpus(cpus) if cpus is not None else None,
         memory_bytes=parse_memory(memory) if memory is not None else None,
     )
     record = create_sandbox(app, options)
