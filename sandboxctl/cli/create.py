@@ -7,9 +7,10 @@ from typing import Annotated
 import typer
 
 from sandboxctl.cli import render
-from sandboxctl.cli.options import BackendOption, EnvOption, JsonOption, LabelOption
+from sandboxctl.cli.options import BackendOption, EnvFileOption, EnvOption, JsonOption, LabelOption
 from sandboxctl.durations import parse_duration
-from sandboxctl.labels import parse_env, parse_labels
+from sandboxctl.envvars import collect_env
+from sandboxctl.labels import parse_labels
 from sandboxctl.limits import check_cpus, parse_memory
 from sandboxctl.registry.states import Policy
 from sandboxctl.services.context import Context
@@ -30,6 +31,7 @@ def create_cmd(
     ] = Policy.DEFAULT,
     label: LabelOption = None,
     env: EnvOption = None,
+    env_file: EnvFileOption = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPU limit, e.g. 1.5.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", metavar="SIZE", help="Memory limit, e.g. 512m, 2g.")] = None,
     json_: JsonOption = False,
@@ -47,7 +49,7 @@ def create_cmd(
         ttl=parse_duration(ttl) if ttl is not None else None,
         idle_timeout=parse_duration(idle_timeout) if idle_timeout is not None else None,
         labels=parse_labels(label or []),
-        env=parse_env(env or []),
+        env=collect_env(env or [], env_file or []),
         cpus=check_cpus(cpus) if cpus is not None else None,
         memory_bytes=parse_memory(memory) if memory is not None else None,
     )

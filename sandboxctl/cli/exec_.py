@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sandboxctl.cli.exec_fast import run_exec
-from sandboxctl.cli.options import EnvOption
+from sandboxctl.cli.options import EnvFileOption, EnvOption
 
 
 def exec_cmd(
@@ -20,7 +20,10 @@ def exec_cmd(
     ] = None,
     workdir: Annotated[str | None, typer.Option("--workdir", "-w", help="Working directory in the sandbox.")] = None,
     env: EnvOption = None,
+    env_file: EnvFileOption = None,
 ) -> None:
     """Run a command in a sandbox: output streamed live, stdin forwarded, its exit code returned."""
-    code = run_exec(ctx.obj, sandbox, command, timeout=timeout, workdir=workdir, env=env or [])
+    code = run_exec(
+        ctx.obj, sandbox, command, timeout=timeout, workdir=workdir, env=env or [], env_files=env_file or []
+    )
     raise typer.Exit(code)
