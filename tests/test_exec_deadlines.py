@@ -102,3 +102,27 @@ def test_exec_timeout_bounds_a_daemon_that_never_answers(
     finally:
         server.close()
     cli.ok("exec", sandbox, "--", "true")  # the real daemon still serves the sandbox
+
+
+def test_engine_calls_answer_by_the_deadline_or_raise(socket_dir: Path) -> None:
+    """In-process: each Engine call is bounded by the exec deadline (and never waits without one)."""
+    import time
+
+    from sandboxctl.backends.docker_engine import API_CALL_TIMEOUT, DeadlineExceeded, EngineSocket
+
+    assert API_CALL_TIMEOUT == 60  # documented in the README
+    path = socket_dir / "s.sock"
+    server = _serve(path, _silent)
+    try:
+        engine = EngineSocket(f"unix://{path}")
+        engine.deadline = time.monotonic() + 1
+        with pytest.raises(DeadlineExceeded):
+            engine.exec_create("c", ["true"], env={}, workdir=None, stdin=False)
+        engine.deadline = time.monotonic() + 1
+        with pytest.raises(DeadlineExceeded):
+            engine.exec_start("0123456789abcdef")
+        engine.deadline = time.monotonic() - 1
+        with pytest.raises(DeadlineExceeded):
+            engine.exec_inspect("0123456789abcdef")
+    finally:
+        server.close()

@@ -8,6 +8,13 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
+from sandboxctl.backends.base import CreateSpec, NotFound
+from sandboxctl.backends.local import LocalBackend
+from sandboxctl.hostid import this_host
+from sandboxctl.registry.store import new_sandbox_id
+
 from .conftest import Cli
 
 # Escapes the exec's process group three ways: setsid + nohup, a double fork, and a plain background job.
@@ -123,3 +130,29 @@ def test_another_host_neither_deletes_nor_reports_a_deletion(cli: Cli, home: Pat
 
     cli.ok("delete", sandbox)  # from its own host it goes
     assert not directory.exists()
+
+
+def test_a_registry_naming_a_directory_that_is_no_sandbox_deletes_nothing(tmp_path: Path) -> None:
+    """A shared registry is not trusted: its backend id may only ever name a sandbox's own directory."""
+    backend = LocalBackend(tmp_path / "local")
+    victim = tmp_path / "precious"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    hex_named = tmp_path / "0123456789ab"  # looks like a sandbox directory, has no sandbox.json
+    hex_named.mkdir()
+    for crafted in (f"{this_host()}:{victim}", f"{this_host()}:{hex_named}", f"{this_host()}:relative/0123456789ab"):
+        with pytest.raises(NotFound):
+            backend.delete(crafted)
+    assert (victim / "keep.txt").read_text() == "mine" and hex_named.is_dir()
+
+
+def test_records_made_before_host_bound_ids_still_resolve(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "local")
+    sandbox_id = new_sandbox_id()
+    created = backend.create(
+        CreateSpec(sandbox_id=sandbox_id, name="old", image=None, labels={"sandboxctl.id": sandbox_id})
+    )
+    assert created.backend_id.endswith(f":{(tmp_path / 'local').resolve() / sandbox_id}")
+    assert backend.inspect(sandbox_id).backend_id == created.backend_id  # a bare id, as older records hold
+    backend.delete(sandbox_id)
+    assert not (tmp_path / "local" / sandbox_id).exists()
