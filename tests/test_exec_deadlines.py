@@ -126,3 +126,29 @@ def test_engine_calls_answer_by_the_deadline_or_raise(socket_dir: Path) -> None:
             engine.exec_inspect("0123456789abcdef")
     finally:
         server.close()
+
+
+def test_exec_timeout_bounds_a_silent_tcp_daemon_through_the_sdk(cli: Cli, sandbox: str) -> None:
+    """A tcp:// endpoint goes through the docker SDK, whose first call (the API version) is bounded too."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        env = {"DOCKER_HOST": f"tcp://127.0.0.1:{server.getsockname()[1]}"}
+        result = cli("exec", sandbox, "--timeout", "3s", "--", "true", env=env, timeout=BOUND)
+        assert result.returncode in (124, 4), str(result)
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, str(result)
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()

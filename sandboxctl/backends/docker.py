@@ -138,21 +138,38 @@ class _SdkExecApi:
         self.backend = backend
         self.deadline: float | None = None
 
+    def _remaining(self) -> float:
+        if self.deadline is None:
+            return API_CALL_TIMEOUT
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("Docker daemon did not answer in time")
+        return min(API_CALL_TIMEOUT, remaining)
+
     @property
     def api(self) -> Any:
         """The SDK's low-level client, its per-request timeout cut to what is left before `deadline`."""
+        self.backend.sdk_timeout = self._remaining()  # used if the client is made now
         api = self.backend.api
-        remaining = API_CALL_TIMEOUT if self.deadline is None else self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise DeadlineExceeded("Docker daemon did not answer in time")
-        api.timeout = min(API_CALL_TIMEOUT, remaining)
+        api.timeout = self._remaining()
         return api
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`DockerBackend.call`, except that a request timing out is the deadline passing (not Transient)."""
+        import requests.exceptions
+
+        try:
+            return fn(*args, **kwargs)
+        except requests.exceptions.Timeout:
+            raise DeadlineExceeded(f"Docker daemon at {docker_host()} did not answer {what} in time") from None
+        except _sdk_errors() as exc:
+            raise _translate(exc, what) from None
 
     def exec_create(
         self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, stdin: bool
     ) -> str:
         api = self.api
-        created = self.backend.call(
+        created = self._call(
             f"container {container[:12]}",
             api.exec_create,
             container,
@@ -166,13 +183,13 @@ class _SdkExecApi:
         return str(created["Id"])
 
     def exec_start(self, exec_id: str) -> tuple[socket.socket, bytes]:
-        sock = self.backend.call("exec", self.api.exec_start, exec_id, socket=True)
+        sock = self._call("exec start", self.api.exec_start, exec_id, socket=True)
         raw = getattr(sock, "_sock", sock)
         raw.settimeout(None)  # the stream is the command's: the frame reader bounds it with `--timeout`
         return raw, b""
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
-        return dict(self.backend.call("exec", self.api.exec_inspect, exec_id))
+        return dict(self._call("exec inspect", self.api.exec_inspect, exec_id))
 
 
 class DockerBackend:
@@ -181,6 +198,8 @@ class DockerBackend:
     def __init__(self, client: docker.DockerClient | None = None, max_pool_size: int = 10) -> None:
         self._client = client
         self._max_pool_size = max_pool_size
+        # Per-request timeout of the SDK client, set when it is made (its first call asks the API version).
+        self.sdk_timeout = API_CALL_TIMEOUT
 
     @property
     def client(self) -> docker.DockerClient:
@@ -190,7 +209,7 @@ class DockerBackend:
 
             try:
                 if os.environ.get("DOCKER_HOST") or current_context() == "default":
-                    self._client = docker.from_env(max_pool_size=self._max_pool_size)
+                    self._client = docker.from_env(max_pool_size=self._max_pool_size, timeout=self.sdk_timeout)
                 else:
                     # docker-py's from_env ignores contexts; its ContextAPI supplies TLS material when it
                     # finds the context (it ignores DOCKER_CONFIG), else the endpoint alone is used.
@@ -201,6 +220,7 @@ class DockerBackend:
                         base_url=docker_host(),
                         tls=context.TLSConfig if context is not None else False,
                         max_pool_size=self._max_pool_size,
+                        timeout=self.sdk_timeout,
                     )
             except _sdk_errors() as exc:
                 raise _translate(exc, "connect") from None
