@@ -152,3 +152,23 @@ def test_exec_timeout_bounds_a_silent_tcp_daemon_through_the_sdk(cli: Cli, sandb
         server.close()
         for conn in accepted:
             conn.close()
+
+
+def test_without_a_deadline_each_engine_call_has_the_default_bound(
+    socket_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No `--timeout`: the command may run forever, but an API call may not (60 s, shrunk here to 1 s)."""
+    from sandboxctl.backends import docker_engine
+
+    monkeypatch.setattr(docker_engine, "API_CALL_TIMEOUT", 1.0)
+    path = socket_dir / "n.sock"
+    server = _serve(path, _silent)
+    try:
+        engine = docker_engine.EngineSocket(f"unix://{path}")
+        assert engine.deadline is None
+        with pytest.raises(docker_engine.DeadlineExceeded):
+            engine.exec_create("c", ["true"], env={}, workdir=None, stdin=False)
+        with pytest.raises(docker_engine.DeadlineExceeded):
+            engine.exec_start("0123456789abcdef")
+    finally:
+        server.close()
