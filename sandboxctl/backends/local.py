@@ -68,7 +68,7 @@ class LocalBackend:
         """The sandbox's directory on this host; another host's sandbox is an error, never "not found"."""
         host, sep, where = backend_id.partition(":")
         if not sep:  # records made before ids carried host and directory
-            path = self.root / backend_id
+            path = self.root.resolve() / backend_id
         elif host != this_host():
             raise BackendError(
                 f"local sandbox {backend_id} lives on host {host!r}, not {this_host()!r}: run sandboxctl there"
