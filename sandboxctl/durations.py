@@ -10,16 +10,22 @@ from sandboxctl.errors import UsageError
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+)([smhdw])")
 _WHOLE = re.compile(r"(?:\d+[smhdw])+")
+# 100 years: far beyond any sandbox's life, and far inside what `datetime` arithmetic can hold.
+MAX_SECONDS = 100 * 366 * 86400
 
 
 def parse_duration(text: str, *, allow_zero: bool = True) -> timedelta:
-    """Parse `1h30m`; unit-less, negative, empty or unknown units are usage errors (exit 2)."""
+    """Parse `1h30m`; unit-less, negative, empty, unknown units or over 100 years are usage errors (exit 2)."""
     value = text.strip().lower()
     if not _WHOLE.fullmatch(value):
         raise UsageError(
             f"invalid duration {text!r}: use a number with a unit s, m, h, d or w, e.g. 30s, 15m, 1h30m, 7d"
         )
-    seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(value))
+    parts = _PART.findall(value)
+    # Digits are bounded before `int()`: Python refuses to convert over 4300 of them (ValueError).
+    seconds = sum(int(n) * _UNITS[u] for n, u in parts) if all(len(n) <= 18 for n, _u in parts) else MAX_SECONDS + 1
+    if seconds > MAX_SECONDS:
+        raise UsageError(f"invalid duration {text[:40]!r}: at most 100 years (36600d)")
     if seconds == 0 and not allow_zero:
         raise UsageError(f"invalid duration {text!r}: must be greater than 0s")
     return timedelta(seconds=seconds)

@@ -18,7 +18,6 @@ LABEL_POLICY = "sandboxctl.policy"
 LABEL_NAME = "sandboxctl.name"
 
 _LABEL_KEY = re.compile(r"[A-Za-z0-9._/-]+")
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse_labels(items: Iterable[str]) -> dict[str, str]:
@@ -32,18 +31,6 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
             raise UsageError(f"invalid label {item!r}: the {RESERVED_PREFIX}* namespace is reserved")
         labels[key] = value
     return labels
-
-
-def parse_env(items: Iterable[str]) -> dict[str, str]:
-    """Parse repeated `--env K=V`. The values are secrets: callers must keep only the keys."""
-    env: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not _ENV_KEY.fullmatch(key):
-            # Never echo the value: it may be a secret.
-            raise UsageError(f"invalid --env for key {key!r}: use NAME=VALUE with NAME a shell variable name")
-        env[key] = value
-    return env
 
 
 def matches(labels: dict[str, str], selector: dict[str, str]) -> bool:

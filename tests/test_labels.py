@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from sandboxctl.envvars import collect_env
 from sandboxctl.errors import UsageError
-from sandboxctl.labels import parse_env, parse_labels
+from sandboxctl.labels import parse_labels
 
 
 def test_labels_parse_and_refuse_reserved_namespace() -> None:
@@ -17,6 +18,6 @@ def test_labels_parse_and_refuse_reserved_namespace() -> None:
 
 def test_env_error_never_echoes_the_value() -> None:
     with pytest.raises(UsageError) as info:
-        parse_env(["1BAD=hunter2-secret"])
+        collect_env(["1BAD=hunter2-secret"])
     assert "hunter2-secret" not in str(info.value)
-    assert parse_env(["TOKEN=a=b"]) == {"TOKEN": "a=b"}
+    assert collect_env(["TOKEN=a=b"]) == {"TOKEN": "a=b"}

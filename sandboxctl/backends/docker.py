@@ -38,7 +38,14 @@ from sandboxctl.backends.base import (
     Unavailable,
     kill_by_token_script,
 )
-from sandboxctl.backends.docker_engine import EngineSocket, current_context, docker_host, unreachable
+from sandboxctl.backends.docker_engine import (
+    API_CALL_TIMEOUT,
+    DeadlineExceeded,
+    EngineSocket,
+    current_context,
+    docker_host,
+    unreachable,
+)
 from sandboxctl.labels import LABEL_ID
 
 if TYPE_CHECKING:
@@ -46,6 +53,8 @@ if TYPE_CHECKING:
 
 WORKSPACE = "/workspace"
 KEEP_ALIVE = ["sleep", "infinity"]
+# After `exec --timeout` passed: the calls that kill the command get this long, so exec ends within timeout + 5 s.
+KILL_BUDGET_SECONDS = 4.0
 DEFAULT_IMAGE = "python:3.12-slim"
 
 _STATES = {
@@ -137,7 +146,12 @@ def _to_sandbox(attrs: Mapping[str, Any]) -> BackendSandbox:
 
 
 class _ExecApi(Protocol):
-    """The three Engine calls an exec needs; served by the SDK or by `EngineSocket`."""
+    """The three Engine calls an exec needs; served by the SDK or by `EngineSocket`.
+
+    Each call answers by `deadline` (monotonic), or within API_CALL_TIMEOUT when it is None.
+    """
+
+    deadline: float | None
 
     def exec_create(
         self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, stdin: bool
@@ -151,12 +165,40 @@ class _ExecApi(Protocol):
 class _SdkExecApi:
     def __init__(self, backend: DockerBackend) -> None:
         self.backend = backend
+        self.deadline: float | None = None
+
+    def _remaining(self) -> float:
+        if self.deadline is None:
+            return API_CALL_TIMEOUT
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("Docker daemon did not answer in time")
+        return min(API_CALL_TIMEOUT, remaining)
+
+    @property
+    def api(self) -> Any:
+        """The SDK's low-level client, its per-request timeout cut to what is left before `deadline`."""
+        self.backend.sdk_timeout = self._remaining()  # used if the client is made now
+        api = self.backend.api
+        api.timeout = self._remaining()
+        return api
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`DockerBackend.call`, except that a request timing out is the deadline passing (not Transient)."""
+        import requests.exceptions
+
+        try:
+            return fn(*args, **kwargs)
+        except requests.exceptions.Timeout:
+            raise DeadlineExceeded(f"Docker daemon at {docker_host()} did not answer {what} in time") from None
+        except _sdk_errors() as exc:
+            raise _translate(exc, what) from None
 
     def exec_create(
         self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, stdin: bool
     ) -> str:
-        api = self.backend.api
-        created = self.backend.call(
+        api = self.api
+        created = self._call(
             f"container {container[:12]}",
             api.exec_create,
             container,
@@ -170,11 +212,13 @@ class _SdkExecApi:
         return str(created["Id"])
 
     def exec_start(self, exec_id: str) -> tuple[socket.socket, bytes]:
-        sock = self.backend.call("exec", self.backend.api.exec_start, exec_id, socket=True)
-        return getattr(sock, "_sock", sock), b""
+        sock = self._call("exec start", self.api.exec_start, exec_id, socket=True)
+        raw = getattr(sock, "_sock", sock)
+        raw.settimeout(None)  # the stream is the command's: the frame reader bounds it with `--timeout`
+        return raw, b""
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
-        return dict(self.backend.call("exec", self.backend.api.exec_inspect, exec_id))
+        return dict(self._call("exec inspect", self.api.exec_inspect, exec_id))
 
 
 class DockerBackend:
@@ -183,6 +227,8 @@ class DockerBackend:
     def __init__(self, client: docker.DockerClient | None = None, max_pool_size: int = 10) -> None:
         self._client = client
         self._max_pool_size = max_pool_size
+        # Per-request timeout of the SDK client, set when it is made (its first call asks the API version).
+        self.sdk_timeout = API_CALL_TIMEOUT
 
     @property
     def client(self) -> docker.DockerClient:
@@ -192,7 +238,7 @@ class DockerBackend:
 
             try:
                 if os.environ.get("DOCKER_HOST") or current_context() == "default":
-                    self._client = docker.from_env(max_pool_size=self._max_pool_size)
+                    self._client = docker.from_env(max_pool_size=self._max_pool_size, timeout=self.sdk_timeout)
                 else:
                     # docker-py's from_env ignores contexts; its ContextAPI supplies TLS material when it
                     # finds the context (it ignores DOCKER_CONFIG), else the endpoint alone is used.
@@ -203,6 +249,7 @@ class DockerBackend:
                         base_url=docker_host(),
                         tls=context.TLSConfig if context is not None else False,
                         max_pool_size=self._max_pool_size,
+                        timeout=self.sdk_timeout,
                     )
             except _sdk_errors() as exc:
                 raise _translate(exc, "connect") from None
@@ -350,18 +397,31 @@ class DockerBackend:
         return _SdkExecApi(self)
 
     def exec(self, backend_id: str, request: ExecRequest) -> ExecResult:
-        """Attached exec: multiplexed stdout/stderr frames demultiplexed live, our stdin forwarded."""
+        """Attached exec: multiplexed stdout/stderr frames demultiplexed live, our stdin forwarded.
+
+        `request.timeout_seconds` bounds everything, API calls included: a daemon that stops answering
+        before the command ends makes this return timed out (124) within the timeout plus the kill budget.
+        """
         api = self._exec_api()
         token = secrets.token_hex(8)
-        exec_id = api.exec_create(
-            backend_id,
-            list(request.command),
-            env={**request.env, EXEC_TOKEN_VAR: token},
-            workdir=request.workdir,
-            stdin=request.stdin is not None,
-        )
-        sock, pending = api.exec_start(exec_id)
         deadline = time.monotonic() + request.timeout_seconds if request.timeout_seconds else None
+        api.deadline = deadline
+        exec_id: str | None = None
+        try:
+            exec_id = api.exec_create(
+                backend_id,
+                list(request.command),
+                env={**request.env, EXEC_TOKEN_VAR: token},
+                workdir=request.workdir,
+                stdin=request.stdin is not None,
+            )
+            sock, pending = api.exec_start(exec_id)
+        except DeadlineExceeded:
+            if deadline is None:
+                raise
+            if exec_id is not None:  # the start may have reached the daemon: make sure nothing runs on
+                self._kill_exec(api, backend_id, exec_id, token)
+            return ExecResult(exit_code=124, timed_out=True)
         if request.stdin is not None:
             threading.Thread(target=_forward_stdin, args=(request.stdin, sock), daemon=True).start()
         try:
@@ -374,21 +434,28 @@ class DockerBackend:
         if not finished:
             self._kill_exec(api, backend_id, exec_id, token)
             return TIMED_OUT
+        if deadline is not None:  # the command ended in time: reading its exit code may take a moment more
+            api.deadline = max(deadline, time.monotonic() + KILL_BUDGET_SECONDS)
         return ExecResult(exit_code=_exit_code(api, exec_id))
 
     def _run_quiet(self, api: _ExecApi, backend_id: str, command: list[str]) -> int:
         exec_id = api.exec_create(backend_id, command, env={}, workdir=None, stdin=False)
         sock, pending = api.exec_start(exec_id)
+        limit = time.monotonic() + 30 if api.deadline is None else min(api.deadline, time.monotonic() + 30)
         try:
-            _FrameReader(sock, pending, time.monotonic() + 30).pump(None)
+            _FrameReader(sock, pending, limit).pump(None)
         finally:
             sock.close()
         return _exit_code(api, exec_id)
 
     def _kill_exec(self, api: _ExecApi, backend_id: str, exec_id: str, token: str) -> None:
-        """Kill the exec'd command and its children: by token inside the container, else by host pid."""
+        """Kill the exec'd command and its children: by token inside the container, else by host pid.
+
+        Bounded by KILL_BUDGET_SECONDS: a daemon that stopped answering cannot hold exec past its timeout.
+        """
+        api.deadline = time.monotonic() + KILL_BUDGET_SECONDS
         script = kill_by_token_script(token)
-        with contextlib.suppress(BackendError):
+        with contextlib.suppress(BackendError, Unavailable):
             if self._run_quiet(api, backend_id, ["/bin/sh", "-c", script]) == 0:
                 return
         # No shell in the image: works when the daemon is local and we may signal its processes.

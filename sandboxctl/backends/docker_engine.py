@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,22 @@ from urllib.parse import quote
 from sandboxctl.backends.base import BackendError, NotFound, Unavailable
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+# Every Engine API call exec makes answers within this, or within what is left of `exec --timeout`.
+API_CALL_TIMEOUT = 60.0
+
+
+class DeadlineExceeded(Unavailable):
+    """The daemon did not answer an API call in time (exit 4 unless exec turns it into its own timeout)."""
+
+
+def call_timeout(deadline: float | None, host: str, what: str) -> float:
+    """Seconds one API call may take: the default per call, cut to what is left before `deadline`."""
+    if deadline is None:
+        return API_CALL_TIMEOUT
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DeadlineExceeded(f"Docker daemon at {host} did not answer {what} in time")
+    return min(API_CALL_TIMEOUT, remaining)
 
 
 def _docker_config_dir() -> Path:
@@ -75,10 +92,11 @@ class _UnixConnection(http.client.HTTPConnection):
 class EngineSocket:
     """Just enough of the Engine API, over a unix socket, to run one exec."""
 
-    def __init__(self, host: str, timeout: float = 60) -> None:
+    def __init__(self, host: str) -> None:
         self.host = host
         self.path = host.removeprefix("unix://")
-        self.timeout = timeout
+        # Monotonic time by which every call must have answered (None: API_CALL_TIMEOUT per call).
+        self.deadline: float | None = None
 
     @classmethod
     def for_local_daemon(cls) -> EngineSocket | None:
@@ -87,7 +105,7 @@ class EngineSocket:
         return cls(host) if host.startswith("unix://") else None
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        conn = _UnixConnection(self.path, self.timeout)
+        conn = _UnixConnection(self.path, call_timeout(self.deadline, self.host, f"{method} {path}"))
         try:
             payload = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if payload is not None else {}
@@ -96,6 +114,8 @@ class EngineSocket:
             data = response.read()
         except (FileNotFoundError, ConnectionRefusedError, PermissionError):
             raise unreachable(self.host) from None
+        except TimeoutError:
+            raise DeadlineExceeded(f"Docker daemon at {self.host} did not answer {method} {path} in time") from None
         except OSError as exc:
             raise BackendError(f"Docker request {method} {path} failed: {exc}") from None
         finally:
@@ -129,19 +149,28 @@ class EngineSocket:
             f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
+        what = f"exec start {exec_id[:12]}"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            # One deadline for the whole call: a daemon dribbling bytes cannot stretch it.
+            limit = time.monotonic() + call_timeout(self.deadline, self.host, what)
+            sock.settimeout(call_timeout(limit, self.host, what))
             sock.connect(self.path)
             sock.sendall(request)
             head = b""
             while b"\r\n\r\n" not in head:
+                sock.settimeout(call_timeout(limit, self.host, what))
                 chunk = sock.recv(4096)
                 if not chunk:
                     raise BackendError("Docker closed the exec stream before answering")
                 head += chunk
+            sock.settimeout(None)  # the stream is the command's: the frame reader bounds it with `--timeout`
         except (FileNotFoundError, ConnectionRefusedError, PermissionError):
             sock.close()
             raise unreachable(self.host) from None
+        except TimeoutError:
+            sock.close()
+            raise DeadlineExceeded(f"Docker daemon at {self.host} did not answer {what} in time") from None
         except BaseException:
             sock.close()
             raise

@@ -3,6 +3,12 @@
 NO ISOLATION: commands run as you, on this machine, with your network and your
 files. It exists for machines without Docker and for fast tests, not for
 untrusted code.
+
+A sandbox's backend id is `HOST:/absolute/directory`, so a record read through a
+shared registry (`--db`) names the right directory, and another host refuses
+to act on it instead of finding "nothing" and reporting a deletion. Every
+command runs in its own session, tagged with the sandbox id in its environment,
+so delete can kill what it left running (see local_processes.py).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import contextlib
 import io
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -22,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar
 
 from sandboxctl.backends.base import (
+    EXEC_TOKEN_VAR,
     TIMED_OUT,
     BackendError,
     BackendSandbox,
@@ -32,10 +41,13 @@ from sandboxctl.backends.base import (
     ExecResult,
     NotFound,
 )
+from sandboxctl.backends.local_processes import SANDBOX_VAR, kill_all_with
+from sandboxctl.hostid import this_host
 from sandboxctl.labels import LABEL_ID, matches
 
 _META = "sandbox.json"
 _ENV = "env.json"
+_SANDBOX_DIR = re.compile(r"[0-9a-f]{12}")
 
 
 def _dir_size(path: Path) -> int:
@@ -54,15 +66,25 @@ class LocalBackend:
         self.root = root
 
     def _dir(self, backend_id: str) -> Path:
-        path = self.root / backend_id
-        if not (path / _META).is_file():
+        """The sandbox's directory on this host; another host's sandbox is an error, never "not found"."""
+        host, sep, where = backend_id.partition(":")
+        if not sep:  # records made before ids carried host and directory
+            path = self.root.resolve() / backend_id
+        elif host != this_host():
+            raise BackendError(
+                f"local sandbox {backend_id} lives on host {host!r}, not {this_host()!r}: run sandboxctl there"
+            )
+        else:
+            path = Path(where)
+        # The id comes from a registry that may be shared: only ever touch a directory that is a sandbox's.
+        if not path.is_absolute() or not _SANDBOX_DIR.fullmatch(path.name) or not (path / _META).is_file():
             raise NotFound(f"local sandbox {backend_id}: not found")
         return path
 
     def _read(self, path: Path) -> BackendSandbox:
         meta = json.loads((path / _META).read_text())
         return BackendSandbox(
-            backend_id=path.name,
+            backend_id=f"{this_host()}:{path.resolve()}",
             state=BackendState.RUNNING,
             labels=meta["labels"],
             created_at=datetime.fromisoformat(meta["created_at"]),
@@ -71,7 +93,7 @@ class LocalBackend:
 
     def create(self, spec: CreateSpec) -> BackendSandbox:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.root / spec.sandbox_id
+        path = self.root.resolve() / spec.sandbox_id
         try:
             # Labels first: a create killed midway still leaves a directory `cleanup --orphans` can judge.
             path.mkdir(mode=0o700)
@@ -105,15 +127,17 @@ class LocalBackend:
 
     def delete(self, backend_id: str) -> DeleteResult:
         path = self._dir(backend_id)
+        # Processes first: nothing the sandbox started outlives it, not even a setsid'd `nohup cmd &`.
+        kill_all_with(SANDBOX_VAR, path.name)
         size = _dir_size(path)
         # Rename first so a half-finished removal is never mistaken for a live sandbox.
-        doomed = path.with_name(f".deleting-{backend_id}")
+        doomed = path.with_name(f".deleting-{path.name}")
         os.replace(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         return DeleteResult(freed_bytes=size)
 
     def workspace_path(self, backend_id: str) -> str:
-        return str(self.root / backend_id / "workspace")
+        return str(self._dir(backend_id) / "workspace")
 
     def upload_archive(self, backend_id: str, dest_dir: str, archive: BinaryIO) -> None:
         self._dir(backend_id)
@@ -147,6 +171,9 @@ class LocalBackend:
         created_env = json.loads(env_file.read_text()) if env_file.exists() else {}
         env = {**os.environ, **created_env, **request.env}
         env["SANDBOXCTL_WORKSPACE"] = str(workspace)
+        # Tags every process of this sandbox (delete kills them) and of this exec (a timeout kills them).
+        env[SANDBOX_VAR] = path.name
+        env[EXEC_TOKEN_VAR] = token = secrets.token_hex(8)
         try:
             process = subprocess.Popen(
                 list(request.command),
@@ -178,10 +205,10 @@ class LocalBackend:
         try:
             process.wait(timeout=request.timeout_seconds)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            _kill_group(process, token)
             return TIMED_OUT
         except BaseException:
-            _kill_group(process)
+            _kill_group(process, token)
             raise
         finally:
             for pump in pumps[:2]:
@@ -190,9 +217,11 @@ class LocalBackend:
         return ExecResult(exit_code=code if code >= 0 else 128 - code)
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def _kill_group(process: subprocess.Popen[bytes], token: str) -> None:
+    """Kill the command's process group, then whatever of this exec escaped it (setsid)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+    kill_all_with(EXEC_TOKEN_VAR, token)
     process.wait()
 
 

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sandboxctl.cli import render
-from sandboxctl.cli.options import BackendOption, EnvOption, JsonOption, LabelOption
+from sandboxctl.cli.options import BackendOption, EnvFileOption, EnvOption, JsonOption, LabelOption
 from sandboxctl.durations import format_duration, parse_duration
+from sandboxctl.envvars import collect_env
 from sandboxctl.errors import UsageError
-from sandboxctl.labels import parse_env, parse_labels
+from sandboxctl.labels import parse_labels
 from sandboxctl.services.agent_options import DEFAULT_HEARTBEAT_SECONDS, AgentRunOptions, KeepPolicy
 from sandboxctl.services.context import Context
 from sandboxctl.sizes import parse_size
@@ -296,6 +297,7 @@ def agent_run_cmd(
         KeepPolicy, typer.Option("--keep", help="Keep the sandbox afterwards: on-failure, always or never.")
     ] = KeepPolicy.ON_FAILURE,
     env: EnvOption = None,
+    env_file: EnvFileOption = None,
     label: LabelOption = None,
     events: Annotated[
         str | None, typer.Option("--events", metavar="FILE|-", help="Append JSON-line events to FILE (`-`: stdout).")
@@ -326,7 +328,7 @@ def agent_run_cmd(
         setup=setup,
         timeout=parse_duration(timeout, allow_zero=False) if timeout is not None else None,
         keep=keep,
-        env=parse_env(env or []),
+        env=collect_env(env or [], env_file or []),
         labels=parse_labels(label or []),
         output_dir=Path(output) if output is not None else None,
         events_path=Path(events) if events not in (None, "-") else None,

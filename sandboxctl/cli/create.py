@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sandboxctl.cli import fast
-from sandboxctl.cli.options import BackendOption, EnvOption, JsonOption, LabelOption
+from sandboxctl.cli.options import BackendOption, EnvFileOption, EnvOption, JsonOption, LabelOption
 from sandboxctl.registry.states import Policy
 
 
@@ -26,6 +26,7 @@ def create_cmd(
     ] = Policy.DEFAULT,
     label: LabelOption = None,
     env: EnvOption = None,
+    env_file: EnvFileOption = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="CPU limit, e.g. 1.5.")] = None,
     memory: Annotated[str | None, typer.Option("--memory", metavar="SIZE", help="Memory limit, e.g. 512m, 2g.")] = None,
     json_: JsonOption = False,
@@ -41,6 +42,7 @@ def create_cmd(
         idle_timeout=idle_timeout,
         label=label or [],
         env=env or [],
+        env_file=env_file or [],
         cpus=cpus,
         memory=memory,
         json_=json_,

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sandboxctl.cli.exec_fast import run_exec
-from sandboxctl.cli.options import EnvOption
+from sandboxctl.cli.options import EnvFileOption, EnvOption
 from sandboxctl.errors import UsageError
 
 
@@ -21,6 +21,7 @@ def exec_cmd(
     ] = None,
     workdir: Annotated[str | None, typer.Option("--workdir", "-w", help="Working directory in the sandbox.")] = None,
     env: EnvOption = None,
+    env_file: EnvFileOption = None,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Keep stdin open (always on).")] = False,
     tty: Annotated[
         bool, typer.Option("--tty", "-t", help="Allocate a terminal (as `shell`); needs one on stdin.")
@@ -33,5 +34,7 @@ def exec_cmd(
         if timeout is not None:
             raise UsageError("--timeout does not apply with -t: exit the terminal's command instead")
         raise typer.Exit(run_terminal(ctx.obj, sandbox, command, workdir=workdir, env=env or [], what="`exec -t`"))
-    code = run_exec(ctx.obj, sandbox, command, timeout=timeout, workdir=workdir, env=env or [])
+    code = run_exec(
+        ctx.obj, sandbox, command, timeout=timeout, workdir=workdir, env=env or [], env_files=env_file or []
+    )
     raise typer.Exit(code)

@@ -17,8 +17,8 @@ from typing import BinaryIO
 
 from sandboxctl.config import Settings
 from sandboxctl.durations import format_duration, parse_duration
+from sandboxctl.envvars import collect_env
 from sandboxctl.errors import CommandTimedOut
-from sandboxctl.labels import parse_env
 from sandboxctl.services.context import Context
 
 
@@ -35,12 +35,20 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_exec(
-    app: Context, sandbox: str, command: Sequence[str], *, timeout: str | None, workdir: str | None, env: list[str]
+    app: Context,
+    sandbox: str,
+    command: Sequence[str],
+    *,
+    timeout: str | None,
+    workdir: str | None,
+    env: list[str],
+    env_files: Sequence[str] = (),
 ) -> int:
     """The body of `exec`: returns the command's exit code, raises CommandTimedOut (124)."""
     from sandboxctl.services.execution import exec_in_sandbox
 
     limit = parse_duration(timeout, allow_zero=False) if timeout is not None else None
+    variables = collect_env(env, env_files)
     # A cancelled CI step sends SIGTERM: unwind like Ctrl-C so the command in the sandbox is killed too.
     signal.signal(signal.SIGTERM, _interrupt)
     result = exec_in_sandbox(
@@ -50,7 +58,7 @@ def run_exec(
         on_stdout=_writer(sys.stdout.buffer),
         on_stderr=_writer(sys.stderr.buffer),
         stdin=None if sys.stdin is None or sys.stdin.closed else sys.stdin.buffer,
-        env=parse_env(env),
+        env=variables,
         workdir=workdir,
         timeout=limit,
     )
@@ -67,6 +75,7 @@ class FastExec:
     timeout: str | None = None
     workdir: str | None = None
     env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
 
     def run(self) -> int:
         return run_exec(
@@ -76,6 +85,7 @@ class FastExec:
             timeout=self.timeout,
             workdir=self.workdir,
             env=self.env,
+            env_files=self.env_files,
         )
 
 
@@ -83,7 +93,7 @@ _VALUED = {"--timeout": "timeout", "--workdir": "workdir", "-w": "workdir"}
 
 
 def parse_fast(argv: Sequence[str]) -> FastExec | None:
-    """`[--db URL] [--debug] exec SANDBOX [-t DUR] [-w DIR] [-e K=V]... -- CMD...`, or None for Typer."""
+    """`[--db URL] [--debug] exec SANDBOX [-t DUR] [-w DIR] [-e K=V|K]... [--env-file F]... -- CMD...`, or None."""
     parsed = FastExec()
     args = list(argv)
     while args and args[0] != "exec":  # root options
@@ -108,6 +118,8 @@ def parse_fast(argv: Sequence[str]) -> FastExec | None:
             setattr(parsed, _VALUED[flag], inline)
         elif flag in ("--env", "-e"):
             parsed.env.append(inline)
+        elif flag == "--env-file":
+            parsed.env_files.append(inline)
         else:
             return None
     return parsed if parsed.command else None

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from sandboxctl.cli import render
 from sandboxctl.config import Settings
 from sandboxctl.durations import parse_duration
+from sandboxctl.envvars import collect_env
 from sandboxctl.errors import BackendUnavailable, OperationFailed
-from sandboxctl.labels import parse_env, parse_labels
+from sandboxctl.labels import parse_labels
+from sandboxctl.limits import check_cpus, parse_memory
 from sandboxctl.registry.states import Policy
 from sandboxctl.services.context import Context
 
@@ -51,11 +53,12 @@ def create(
     idle_timeout: str | None,
     label: list[str],
     env: list[str],
+    env_file: list[str],
     cpus: float | None,
     memory: str | None,
     json_: bool,
 ) -> None:
-    from sandboxctl.services.lifecycle import CreateOptions, create_sandbox, parse_memory
+    from sandboxctl.services.lifecycle import CreateOptions, create_sandbox
 
     options = CreateOptions(
         backend=backend or app.settings.backend,
@@ -65,8 +68,8 @@ def create(
         ttl=parse_duration(ttl) if ttl is not None else None,
         idle_timeout=parse_duration(idle_timeout) if idle_timeout is not None else None,
         labels=parse_labels(label),
-        env=parse_env(env),
-        cpus=cpus,
+        env=collect_env(env, env_file),
+        cpus=check_cpus(cpus) if cpus is not None else None,
         memory_bytes=parse_memory(memory) if memory is not None else None,
     )
     record = create_sandbox(app, options)
@@ -121,7 +124,7 @@ GRAMMARS = {
             **{"--name": "name", "-n": "name", "--ttl": "ttl", "--idle-timeout": "idle_timeout"},
             **{"--policy": "policy", "--cpus": "cpus", "--memory": "memory"},
         },
-        repeated={"--label": "label", "-l": "label", "--env": "env", "-e": "env"},
+        repeated={"--label": "label", "-l": "label", "--env": "env", "-e": "env", "--env-file": "env_file"},
         min_args=0,
         max_args=0,
     ),

@@ -12,7 +12,16 @@ LabelOption = Annotated[
 ]
 EnvOption = Annotated[
     list[str] | None,
-    typer.Option("--env", "-e", metavar="K=V", help="Environment variable; repeatable. Values are never stored."),
+    typer.Option(
+        "--env",
+        "-e",
+        metavar="K=V|K",
+        help="Environment variable; repeatable. A bare K takes its value from this environment.",
+    ),
+]
+EnvFileOption = Annotated[
+    list[str] | None,
+    typer.Option("--env-file", metavar="FILE", help="KEY=VALUE lines (# comments); repeatable; --env wins."),
 ]
 BackendOption = Annotated[
     str | None, typer.Option("--backend", "-b", help="docker, daytona or local (default: config `backend`).")

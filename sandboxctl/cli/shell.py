@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from sandboxctl.cli.options import EnvOption
+from sandboxctl.envvars import collect_env
 from sandboxctl.errors import UsageError
-from sandboxctl.labels import parse_env
 from sandboxctl.services.context import Context
 
 
@@ -26,7 +26,7 @@ def run_terminal(
     if sys.stdin is None or not os.isatty(stdin_fd):
         raise UsageError(f"{what} needs a terminal on stdin: from a script use `sandboxctl exec SANDBOX -- CMD`")
     rows, cols = window_size(stdin_fd)
-    extra = parse_env(env)
+    extra = collect_env(env)
     if "TERM" not in extra:
         extra["TERM"] = os.environ.get("TERM") or "xterm"
     with (

@@ -19,7 +19,6 @@ import json
 import os
 import posixpath
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from typing import Any
 from sandboxctl.backends.base import ExecRequest, ExecResult
 from sandboxctl.config import atomic_write
 from sandboxctl.errors import EXIT_TIMEOUT, SandboxctlError, UsageError
+from sandboxctl.hostid import this_host
 from sandboxctl.registry.models import AgentRun, AgentRunStatus, SandboxRecord
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services.agent_options import AgentRunOptions, KeepPolicy
@@ -214,7 +214,7 @@ class AgentRunner:
             keep=str(options.keep),
             timeout_seconds=int(timeout.total_seconds()),
             output_dir=str(output_dir),
-            host=socket.gethostname(),
+            host=this_host(),
             pid=os.getpid(),
             started_at=self.ctx.now(),
         )

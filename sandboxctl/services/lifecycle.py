@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sandboxctl.backends.base import CreateSpec
 from sandboxctl.durations import isoformat
 from sandboxctl.errors import UsageError
+from sandboxctl.hostid import this_host
 from sandboxctl.labels import (
     LABEL_CREATED_AT,
     LABEL_EXPIRES_AT,
@@ -21,22 +21,12 @@ from sandboxctl.labels import (
     LABEL_POLICY,
     LABEL_REGISTRY,
 )
+from sandboxctl.limits import MEMORY_MAX_BYTES, MEMORY_MIN_BYTES, check_cpus
 from sandboxctl.registry.reader import SandboxRow, looks_like_id, new_sandbox_id
 from sandboxctl.registry.states import Policy, SandboxStatus
 from sandboxctl.services.context import Context
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmgt]?)(i?b?)", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def parse_memory(text: str) -> int:
-    """`512m`, `2g`, `1GiB`, `1073741824` -> bytes (binary units, as Docker reads them)."""
-    match = _SIZE.fullmatch(text.strip())
-    if not match:
-        raise UsageError(f"invalid memory size {text!r}: use e.g. 512m, 2g or a number of bytes")
-    number, unit, _suffix = match.groups()
-    return int(float(number) * _SIZE_UNITS[unit.lower()])
 
 
 @dataclass(frozen=True)
@@ -75,8 +65,10 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
     """
     if options.name is not None:
         check_name(ctx, options.name)
-    if options.cpus is not None and options.cpus <= 0:
-        raise UsageError("invalid --cpus: must be greater than 0")
+    if options.cpus is not None:
+        check_cpus(options.cpus)
+    if options.memory_bytes is not None and not MEMORY_MIN_BYTES <= options.memory_bytes <= MEMORY_MAX_BYTES:
+        raise UsageError("invalid --memory: must be between 6m and 16t")
     backend = ctx.backend(options.backend)  # unknown backend / unreachable daemon fail before any record
     now = ctx.now()
     ttl = options.ttl if options.ttl is not None else ctx.settings.ttl_for(options.policy)
@@ -98,7 +90,7 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
         last_accessed=now,
         expires_at=now + ttl if ttl is not None else None,
         idle_timeout_seconds=int(idle.total_seconds()) if idle else None,
-        host=socket.gethostname(),
+        host=this_host(),
         pid=os.getpid(),
         status_changed_at=now,
         delete_attempts=0,
