@@ -461,7 +461,7 @@ def test_status_and_delete_grammar_is_the_same_on_the_fast_path_and_in_typer(arg
     assert ([] if positional is None else [positional] if isinstance(positional, str) else list(positional)) == list(
         fast.args
     )
-    for repeated in ("label", "env"):
+    for repeated in ("label", "env", "env_file"):
         if repeated in params:
             params[repeated] = params[repeated] or []
     if "policy" in params:

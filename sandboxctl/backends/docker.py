@@ -421,7 +421,7 @@ class DockerBackend:
                 raise
             if exec_id is not None:  # the start may have reached the daemon: make sure nothing runs on
                 self._kill_exec(api, backend_id, exec_id, token)
-            return ExecResult(exit_code=124, timed_out=True)
+            return TIMED_OUT
         if request.stdin is not None:
             threading.Thread(target=_forward_stdin, args=(request.stdin, sock), daemon=True).start()
         try:

@@ -142,9 +142,12 @@ class EngineSocket:
             body["WorkingDir"] = workdir
         return str(self._request("POST", f"/containers/{container}/exec", body)["Id"])
 
-    def exec_start(self, exec_id: str) -> tuple[socket.socket, bytes]:
-        """Start attached; returns the hijacked socket and any stream bytes read with the headers."""
-        body = b'{"Detach": false, "Tty": false}'
+    def exec_start(self, exec_id: str, *, tty: bool = False) -> tuple[socket.socket, bytes]:
+        """Start attached; returns the hijacked socket and any stream bytes read with the headers.
+
+        Without a terminal the stream is multiplexed frames; with one (`tty`) it carries raw bytes both ways.
+        """
+        body = b'{"Detach": false, "Tty": true}' if tty else b'{"Detach": false, "Tty": false}'
         request = (
             f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -164,7 +167,7 @@ class EngineSocket:
                 if not chunk:
                     raise BackendError("Docker closed the exec stream before answering")
                 head += chunk
-            sock.settimeout(None)  # the stream is the command's: the frame reader bounds it with `--timeout`
+            sock.settimeout(None)  # the stream is the command's (a terminal may stay quiet for hours)
         except (FileNotFoundError, ConnectionRefusedError, PermissionError):
             sock.close()
             raise unreachable(self.host) from None
@@ -203,38 +206,6 @@ class EngineSocket:
             body["WorkingDir"] = workdir
         return str(self._request("POST", f"/containers/{container}/exec", body)["Id"])
 
-    def exec_start_tty(self, exec_id: str) -> tuple[socket.socket, bytes]:
-        """Start attached with a terminal: the hijacked socket then carries raw bytes both ways, unframed."""
-        body = b'{"Detach": false, "Tty": true}'
-        request = (
-            f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-            f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.path)
-            sock.sendall(request)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    raise BackendError("Docker closed the exec stream before answering")
-                head += chunk
-            sock.settimeout(None)  # a terminal may stay quiet for hours
-        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
-            sock.close()
-            raise unreachable(self.host) from None
-        except BaseException:
-            sock.close()
-            raise
-        header, _, rest = head.partition(b"\r\n\r\n")
-        status = int(header.split(b" ", 2)[1])
-        if status not in (101, 200):
-            sock.close()
-            raise BackendError(f"Docker refused to start exec {exec_id[:12]}: HTTP {status}")
-        return sock, rest
-
     def exec_resize(self, exec_id: str, rows: int, cols: int) -> None:
         self._request("POST", f"/exec/{exec_id}/resize?h={rows}&w={cols}")
 
@@ -253,7 +224,7 @@ def engine_call(engine: EngineSocket, method: str, path: str, body: dict[str, An
     """One JSON request; returns the decoded answer or raises NotFound / Transient / BackendError / Unavailable."""
     from sandboxctl.backends.base import Transient
 
-    conn = _UnixConnection(engine.path, engine.timeout)
+    conn = _UnixConnection(engine.path, call_timeout(engine.deadline, engine.host, f"{method} {path}"))
     try:
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}

@@ -23,7 +23,7 @@ class _TtyApi(Protocol):
         self, container: str, command: list[str], *, env: dict[str, str], workdir: str | None, size: tuple[int, int]
     ) -> str: ...
 
-    def exec_start_tty(self, exec_id: str) -> tuple[socket.socket, bytes]: ...
+    def exec_start(self, exec_id: str, *, tty: bool = False) -> tuple[socket.socket, bytes]: ...
 
     def exec_resize(self, exec_id: str, rows: int, cols: int) -> None: ...
 
@@ -46,8 +46,8 @@ class _SdkTtyApi:
         )  # fmt: skip
         return str(created["Id"])
 
-    def exec_start_tty(self, exec_id: str) -> tuple[socket.socket, bytes]:
-        sock = self.backend.call("exec", self.backend.api.exec_start, exec_id, tty=True, socket=True)
+    def exec_start(self, exec_id: str, *, tty: bool = False) -> tuple[socket.socket, bytes]:
+        sock = self.backend.call("exec", self.backend.api.exec_start, exec_id, tty=tty, socket=True)
         return getattr(sock, "_sock", sock), b""
 
     def exec_resize(self, exec_id: str, rows: int, cols: int) -> None:
@@ -129,7 +129,7 @@ def _kill_by_token(api: _TtyApi, backend_id: str, token: str) -> None:
     """Kill the terminal's command and its children inside the container; they carry our token."""
     script = kill_by_token_script(token)
     exec_id = api.exec_create_tty(backend_id, ["/bin/sh", "-c", script], env={}, workdir=None, size=(24, 80))
-    sock, _ = api.exec_start_tty(exec_id)
+    sock, _ = api.exec_start(exec_id, tty=True)
     try:
         sock.settimeout(30)
         with contextlib.suppress(OSError):
@@ -150,7 +150,7 @@ def open_docker_tty(backend: DockerBackend, backend_id: str, request: TtyRequest
         workdir=request.workdir,
         size=(request.rows, request.cols),
     )
-    sock, pending = api.exec_start_tty(exec_id)
+    sock, pending = api.exec_start(exec_id, tty=True)
     session = DockerTtySession(api, backend_id, exec_id, token, sock, pending)
     try:
         session.resize(request.rows, request.cols)

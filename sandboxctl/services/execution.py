@@ -15,14 +15,21 @@ from sandboxctl.services.context import Context
 _RUNNABLE = (SandboxStatus.RUNNING, SandboxStatus.STOPPED)
 
 
-def _live(ctx: Context, ref: str) -> SandboxRow:
-    found = ctx.find_sandbox(ref)  # exit 3 unknown, exit 2 ambiguous
+def runnable_sandbox(ctx: Context, ref: str) -> tuple[SandboxRow, str]:
+    """The live record of a sandbox that can run commands, and its backend id.
+
+    Exit 3 unknown, 2 ambiguous, 1 deleted or not running.
+    """
+    found = ctx.find_sandbox(ref)
     if found.archived:
         raise OperationFailed(found.deleted_message())
-    return found
+    if found.status not in _RUNNABLE or found.backend_id is None:
+        raise OperationFailed(f"sandbox {found.id} is {found.status}: it cannot run commands")
+    return found, found.backend_id
 
 
-def _touch(ctx: Context, sandbox_id: str) -> None:
+def touch(ctx: Context, sandbox_id: str) -> None:
+    """Restart the idle clock (the reader's stdlib write where it can, else the full registry)."""
     reader = ctx.reader
     if reader is None or not reader.touch(sandbox_id, ctx.now()):
         ctx.registry.touch(sandbox_id, ctx.now())
@@ -43,11 +50,9 @@ def exec_in_sandbox(
     """Run a command; the idle clock restarts at its start and again at its end."""
     if not command:
         raise UsageError("no command given: use `sandboxctl exec SANDBOX -- CMD [ARG...]`")
-    target = _live(ctx, ref)
-    if target.status not in _RUNNABLE or target.backend_id is None:
-        raise OperationFailed(f"sandbox {target.id} is {target.status}: it cannot run commands")
+    target, backend_id = runnable_sandbox(ctx, ref)
     backend = ctx.backend(target.backend)
-    _touch(ctx, target.id)
+    touch(ctx, target.id)
     request = ExecRequest(
         command=tuple(command),
         on_stdout=on_stdout,
@@ -58,11 +63,11 @@ def exec_in_sandbox(
         timeout_seconds=timeout.total_seconds() if timeout else None,
     )
     try:
-        result = backend.exec(target.backend_id, request)
+        result = backend.exec(backend_id, request)
     except NotFound:
         raise OperationFailed(
             f"sandbox {target.id} no longer exists on {target.backend} (removed outside sandboxctl); "
             "`sandboxctl cleanup --orphans` closes its record"
         ) from None
-    _touch(ctx, target.id)
+    touch(ctx, target.id)
     return result

@@ -9,7 +9,7 @@ from sandboxctl.backends.base import NotFound
 from sandboxctl.backends.tty import TtyRequest, TtySession, open_tty
 from sandboxctl.errors import OperationFailed
 from sandboxctl.services.context import Context
-from sandboxctl.services.execution import _RUNNABLE, _resolve, _touch
+from sandboxctl.services.execution import runnable_sandbox, touch
 
 # The sandbox's login shell, decided inside it in the same exec that runs it: $SHELL when it names
 # a program there, else bash, else sh. (Every image with a shell at all has /bin/sh.)
@@ -36,23 +36,21 @@ def terminal_session(
 
     The idle clock restarts when the session starts and again when it ends.
     """
-    target, lean = _resolve(ctx, ref)
-    if target.status not in _RUNNABLE or target.backend_id is None:
-        raise OperationFailed(f"sandbox {target.id} is {target.status}: it cannot run commands")
+    target, backend_id = runnable_sandbox(ctx, ref)
     backend = ctx.backend(target.backend)
     request = TtyRequest(command=tuple(command) or LOGIN_SHELL, rows=rows, cols=cols, env=env, workdir=workdir)
     try:
-        session = open_tty(backend, target.backend_id, request)
+        session = open_tty(backend, backend_id, request)
     except NotFound:
         raise OperationFailed(
             f"sandbox {target.id} no longer exists on {target.backend} (removed outside sandboxctl); "
             "`sandboxctl cleanup --orphans` closes its record"
         ) from None
-    _touch(ctx, lean, target.id)  # after the start: a refused terminal records nothing
+    touch(ctx, target.id)  # after the start: a refused terminal records nothing
     ended = False
     try:
         yield session
         ended = True
     finally:
         session.close(kill=not ended)
-        _touch(ctx, lean, target.id)
+        touch(ctx, target.id)
