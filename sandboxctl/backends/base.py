@@ -163,3 +163,8 @@ class Backend(Protocol):
         """Return an uncompressed tar of `path` in the sandbox; its members are named
         relative to `path`'s parent (as `docker cp` / `get_archive` do)."""
         ...
+
+    def set_lifetime(self, backend_id: str, *, ttl_seconds: int | None, idle_timeout_seconds: int | None) -> None:
+        """Mirror a lifetime changed by `extend` where the backend enforces one itself: `ttl_seconds` from now
+        (None: never expires), the idle timeout (None: none). A no-op where the registry alone decides."""
+        ...

@@ -107,7 +107,8 @@ def _render_run(report: CleanupReport) -> None:
                 ],
             )
         render.message(
-            f"cleaned {report.cleaned}, failed {report.failed}; freed {_size(report.freed_bytes)} "
+            f"cleaned {report.cleaned}, failed {report.failed}, in use {report.to_json()['sandboxes_in_use']}; "
+            f"freed {_size(report.freed_bytes)} "
             f"in {report.duration_seconds:.1f}s"
         )
     else:
@@ -133,7 +134,9 @@ def cleanup_cmd(
     older_than: Annotated[
         str | None, typer.Option("--older-than", metavar="DUR", help="Also take sandboxes created more than DUR ago.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Also take `permanent` sandboxes.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also take `permanent` sandboxes, and in-use ones named here.")
+    ] = False,
     limit: Annotated[
         int | None,
         typer.Option("--limit", min=1, metavar="N", help="Handle at most N sandboxes (default: config cleanup.limit)."),

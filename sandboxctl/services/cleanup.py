@@ -17,6 +17,9 @@ Which records are taken, and why (`reason`):
 - `retry`: a `failed` record whose deletion already failed; after STUCK_AFTER
   failed attempts it is reported as `stuck` (and still retried).
 The last three finish a deletion already decided, so they ignore --force.
+- `in_use` (not taken): a record due by expiry, idleness, age or name on which a
+  running exec or agent-run holds a lease (services/leases.py); only a record named
+  with --force is taken anyway.
 Label and backend selectors and --limit apply to all.
 """
 
@@ -74,6 +77,7 @@ class Outcome(StrEnum):
     CLEANED = "cleaned"
     FAILED = "failed"
     SKIPPED = "skipped"  # claimed by another cleanup, or changed since it was planned
+    IN_USE = "in_use"  # due, but a running exec or agent-run holds a lease on it: left alone
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class CleanupItem:
     error: str | None = None
     freed_bytes: int | None = None
     retries_used: int = 0
+    forced: bool = False  # named with --force: taken even while leased
 
     @property
     def stuck(self) -> bool:
@@ -156,7 +161,7 @@ class CleanupReport:
     @property
     def processed(self) -> int:
         if self.dry_run:
-            return len(self.items)
+            return len(self.items) - self._count(Outcome.IN_USE)
         return self._count(Outcome.CLEANED) + self._count(Outcome.FAILED)
 
     @property
@@ -203,6 +208,7 @@ class CleanupReport:
             "errors": self.all_errors,
             "disk_space_freed_bytes": self.freed_bytes,
             "sandboxes_skipped": self._count(Outcome.SKIPPED),
+            "sandboxes_in_use": self._count(Outcome.IN_USE),
             "stuck": [item.sandbox_id for item in self.items if item.stuck],
             "archive_purged": self.archive_purged,
             "skipped_backends": self.skipped_backends,
@@ -292,7 +298,23 @@ def plan_records(
         reason = reason or _unfinished_reason(record, now, grace, is_alive)
         if reason is not None:
             items[record.id] = _record_item(record, reason)
+    _spare_leased(registry, list(items.values()), request, now=now, is_alive=is_alive)
     return sorted(items.values(), key=lambda item: (item.created_at or now, item.sandbox_id))
+
+
+def _spare_leased(
+    registry: Registry, items: list[CleanupItem], request: CleanupRequest, *, now: datetime, is_alive: ProcessProbe
+) -> None:
+    """Judged items whose sandbox is leased become `in_use`, unless named with --force (see services/leases.py)."""
+    from sandboxctl.services.leases import leased
+
+    judged = [item for item in items if item.reason in ("expired", "idle", "older_than", "requested")]
+    held = leased(registry, [i.sandbox_id for i in judged], now=now, is_alive=is_alive, prune=not request.dry_run)
+    for item in judged:
+        if item.reason == "requested" and request.force:
+            item.forced = True
+        elif item.sandbox_id in held:
+            item.reason = item.outcome = Outcome.IN_USE
 
 
 def _orphan_item(resource: BackendSandbox, backend: str, reason: str) -> CleanupItem:
@@ -470,7 +492,14 @@ def _execute_one(item: CleanupItem, registry: Registry, backends: BackendPool, c
         if item.record is not None:
             record = item.record
             seen = SandboxStatus(record.status)
-            if not registry.claim(record.id, seen_status=seen, seen_changed_at=record.status_changed_at, now=clock()):
+            claimed = registry.claim(
+                record.id,
+                seen_status=seen,
+                seen_changed_at=record.status_changed_at,
+                now=clock(),
+                unless_leased=not item.forced and item.action is Action.DELETE,
+            )
+            if not claimed:
                 item.outcome = Outcome.SKIPPED
                 return
             if item.action is Action.CLOSE:
@@ -566,7 +595,8 @@ def _run(ctx: Context, request: CleanupRequest, progress: Progress | None) -> Cl
     if request.dry_run:
         purged = registry.count_archived_before(started - retention) if registry is not None else 0
     elif registry is not None:
-        execute_plan(items, registry, backends, clock=ctx.now, concurrency=request.concurrency, progress=progress)
+        actionable = [item for item in items if item.outcome is Outcome.PLANNED]
+        execute_plan(actionable, registry, backends, clock=ctx.now, concurrency=request.concurrency, progress=progress)
         purged = registry.purge_archive(ctx.now() - retention)
     completed = ctx.now()
     report = CleanupReport(
