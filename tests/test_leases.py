@@ -24,15 +24,25 @@ from sandboxctl.services.leases import leased
 from sandboxctl.services.orphans import process_alive
 
 from .conftest import SANDBOXCTL, Cli
+from .pgcluster import Cluster, postgres_bindir, remove_cluster, start_cluster
 
 HOST = socket.gethostname()
 NOW = datetime.now(UTC)
 
 
-# -- the table and the claim, on a real SQLite file ------------------------------------------------
+# -- the table and the claim, on a real SQLite file (and PostgreSQL) ---------------------------------
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
     return Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+
+
+@pytest.fixture(scope="module")
+def pg_cluster() -> Iterator[Cluster]:
+    if postgres_bindir() is None:
+        pytest.skip("PostgreSQL is not installed")
+    cluster = start_cluster()
+    yield cluster
+    remove_cluster(cluster)
 
 
 def add(registry: Registry, status: SandboxStatus = SandboxStatus.RUNNING) -> SandboxRecord:
@@ -55,10 +65,19 @@ def add(registry: Registry, status: SandboxStatus = SandboxStatus.RUNNING) -> Sa
     )
 
 
-@pytest.mark.parametrize("path", [True, False], ids=["sqlite3", "sqlalchemy"])
-def test_a_live_lease_blocks_the_claim_and_a_claimed_sandbox_takes_no_lease(registry: Registry, path: bool) -> None:
-    table = LeaseTable(sqlite_path=Path(registry.url.removeprefix("sqlite:///"))) if path else None
-    table = table or LeaseTable(engine=registry.engine)
+@pytest.mark.parametrize("store", ["sqlite3", "sqlalchemy", "postgresql"])
+def test_a_live_lease_blocks_the_claim_and_a_claimed_sandbox_takes_no_lease(
+    request: pytest.FixtureRequest, store: str
+) -> None:
+    if store == "postgresql":
+        cluster: Cluster = request.getfixturevalue("pg_cluster")
+        registry = Registry(cluster.create_database(f"leases_{new_sandbox_id()}"))
+    else:
+        registry = request.getfixturevalue("registry")
+    if store == "sqlite3":
+        table = LeaseTable(sqlite_path=Path(registry.url.removeprefix("sqlite:///")))
+    else:
+        table = LeaseTable(engine=registry.engine)
     held, free = add(registry), add(registry)
     assert table.acquire(held.id, Holder("exec a", HOST, os.getpid()), expires_at=NOW + timedelta(minutes=2))
     claim = dict(seen_status=SandboxStatus.RUNNING, now=NOW, unless_leased=True)

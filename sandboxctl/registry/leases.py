@@ -38,7 +38,8 @@ CREATE_TABLE = (
 _ACQUIRE = (
     "INSERT INTO sandbox_lease (sandbox_id, holder, host, pid, expires_at)"
     " SELECT :sandbox_id, :holder, :host, :pid, :expires_at"
-    " WHERE EXISTS (SELECT 1 FROM sandbox WHERE id = :sandbox_id AND status IN ('running', 'stopped'))"
+    # `:sandbox` repeats `:sandbox_id`: PostgreSQL cannot type one parameter used as text and as varchar.
+    " WHERE EXISTS (SELECT 1 FROM sandbox WHERE id = :sandbox AND status IN ('running', 'stopped'))"
     " ON CONFLICT (sandbox_id, holder) DO UPDATE SET expires_at = excluded.expires_at"
 )
 _RELEASE = "DELETE FROM sandbox_lease WHERE sandbox_id = :sandbox_id AND holder = :holder"
@@ -120,6 +121,7 @@ class LeaseTable:
         """Take or refresh the lease; False when the sandbox cannot run commands (gone, or claimed by cleanup)."""
         params = {
             "sandbox_id": sandbox_id,
+            "sandbox": sandbox_id,
             "holder": holder.name,
             "host": holder.host,
             "pid": holder.pid,
