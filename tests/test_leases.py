@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -271,3 +272,27 @@ def test_agent_run_keeps_its_sandbox_while_it_runs_then_cleanup_takes_the_kept_o
     assert summary["status"] == "succeeded" and summary["sandbox_id"] == sandbox, summary
     assert "+two" in Path(summary["patch_path"]).read_text()
     assert_spared_then_taken(cli, sandbox, runs, ended)
+
+
+def test_exec_takes_its_lease_without_sqlalchemy(cli: Cli, home: Path) -> None:
+    """The exec hot path takes its lease on stdlib sqlite3 (SQLModel alone costs more than an exec)."""
+    sandbox = create(cli)
+    # A local sandbox runs on the host: the command itself reads the lease it runs under.
+    probe = (
+        f"import json, sqlite3; db = sqlite3.connect({str(home / 'registry.db')!r}); print(json.dumps("
+        f"db.execute('SELECT holder, pid FROM sandbox_lease WHERE sandbox_id = ?', ({sandbox!r},)).fetchall()))"
+    )
+    code = (
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: sys.stderr.write('pid=%d heavy=%r' % (os.getpid(), "
+        "[m for m in ('sqlalchemy', 'sqlmodel') if m in sys.modules])))\n"
+        f"sys.argv = ['sandboxctl', 'exec', {sandbox!r}, '--', {sys.executable!r}, '-c', {probe!r}]\n"
+        "from sandboxctl.cli import run\n"
+        "run()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli.env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    pid = int(proc.stderr.split("pid=")[1].split()[0])
+    [(holder, lease_pid)] = json.loads(proc.stdout)
+    assert holder.startswith("exec ") and lease_pid == pid, proc.stdout
+    assert proc.stderr.endswith("heavy=[]"), proc.stderr
