@@ -224,6 +224,7 @@ def test_in_use_in_the_plan_for_expiry_idleness_age_and_name_and_force_takes_it(
         assert table.count("in_use") == 3, table
         run = cli.ok("cleanup", "--older-than", "1s", "--force", "--json").json()
         assert (run["sandboxes_in_use"], run["sandboxes_cleaned"]) == (3, 0), run
+        assert cli.ok("cleanup", "--older-than", "1s").stdout == ""  # off a terminal (cron): nothing happened
         named = cli.ok("cleanup", old, "--json").json()
         assert results(named, old) == [("in_use", "in_use")], named
         forced = cli.ok("cleanup", old, "--force", "--json").json()

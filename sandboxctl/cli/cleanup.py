@@ -112,8 +112,10 @@ def _render_run(report: CleanupReport) -> None:
             f"in {report.duration_seconds:.1f}s"
         )
     else:
+        # A sandbox in use is news only on a terminal: cron would mail every run while an exec goes on.
         for item in done:
-            render.emit_line(f"{item.outcome} {item.sandbox_id} {item.reason}")
+            if item.outcome != "in_use":
+                render.emit_line(f"{item.outcome} {item.sandbox_id} {item.reason}")
 
 
 def _render_errors(report: CleanupReport) -> None:
