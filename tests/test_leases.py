@@ -247,17 +247,22 @@ def test_a_killed_exec_releases_its_lease(cli: Cli) -> None:
     assert results(summary, sandbox) == [("expired", "cleaned")], summary
 
 
+@pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_agent_run_keeps_its_sandbox_while_it_runs_then_cleanup_takes_the_kept_one(
-    cli: Cli, tmp_path: Path, home: Path
+    request: pytest.FixtureRequest, cli: Cli, tmp_path: Path, backend: str
 ) -> None:
     """issue 12.8: a 60 s agent whose sandbox expires and goes idle under it, while cleanup runs every 2 s.
     (agent-run's own --ttl/--idle-timeout come from another change: `extend` sets them here.)"""
+    image: list[str] = []
+    if backend == "docker":
+        image = ["--image", request.getfixturevalue("docker_image")]
+        request.getfixturevalue("docker_cleanup")
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "notes.txt").write_text("one\n")
     env = {**cli.env, "SANDBOXCTL_HEARTBEAT_SECONDS": "1"}
     agent = "sleep 60; echo two >> notes.txt"
-    argv = [SANDBOXCTL, "agent-run", "--backend", "local", "--keep", "always", "--repo", str(repo), "--json"]
+    argv = [SANDBOXCTL, "agent-run", "--backend", backend, *image, "--keep", "always", "--repo", str(repo), "--json"]
     with cleanup_every_2s(cli) as runs:
         proc = subprocess.Popen(
             [*argv, "--", "sh", "-c", agent], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
