@@ -195,3 +195,8 @@ class Backend(Protocol):
         Where the sandbox builds the tar itself, files over `max_file` bytes may be left out there. The
         content is hostile: extract it with `services.safe_extract` only."""
         ...
+
+    def set_lifetime(self, backend_id: str, *, ttl_seconds: int | None, idle_timeout_seconds: int | None) -> None:
+        """Mirror a lifetime changed by `extend` where the backend enforces one itself: `ttl_seconds` from now
+        (None: never expires), the idle timeout (None: none). A no-op where the registry alone decides."""
+        ...

@@ -607,3 +607,16 @@ class DaytonaBackend:
                     self._helper(sandbox, ["rm", "-f", "--", remote], "remove archive")
             with open(local, "rb") as stream:
                 yield stream
+
+    # -- lifetime (extend) ------------------------------------------------------
+    def set_lifetime(self, backend_id: str, *, ttl_seconds: int | None, idle_timeout_seconds: int | None) -> None:
+        """Mirror a changed lifetime, as `_create_params` maps it at create: the TTL counted from now
+        (None: disabled), the idle timeout as auto-stop plus delete-on-stop (None: neither)."""
+        sandbox = self._get(backend_id)
+        what = f"change the lifetime of Daytona sandbox {backend_id}"
+        timeout = self.request_timeout
+        self._call(what, sandbox.set_ttl, _minutes(ttl_seconds) if ttl_seconds is not None else 0, timeout)
+        self._call(
+            what, sandbox.set_autostop_interval, _minutes(idle_timeout_seconds) if idle_timeout_seconds else 0, timeout
+        )
+        self._call(what, sandbox.set_auto_delete_interval, 0 if idle_timeout_seconds else -1, timeout)

@@ -464,6 +464,10 @@ class DockerBackend:
             if pid:
                 os.kill(int(pid), 9)
 
+    def set_lifetime(self, backend_id: str, *, ttl_seconds: int | None, idle_timeout_seconds: int | None) -> None:
+        """Nothing to mirror: Docker enforces no lifetime, and labels cannot change (`sandboxctl.expires-at`
+        keeps its creation-time value; the live record decides)."""
+
 
 def _exit_code(api: _ExecApi, exec_id: str) -> int:
     # The stream can close a moment before the daemon records the exit code.

@@ -216,6 +216,9 @@ class LocalBackend:
         code = process.returncode
         return ExecResult(exit_code=code if code >= 0 else 128 - code)
 
+    def set_lifetime(self, backend_id: str, *, ttl_seconds: int | None, idle_timeout_seconds: int | None) -> None:
+        """Nothing to mirror: a local sandbox is a directory; only the registry knows its lifetime."""
+
 
 def _kill_group(process: subprocess.Popen[bytes], token: str) -> None:
     """Kill the command's process group, then whatever of this exec escaped it (setsid)."""

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sandboxctl import __version__
-from sandboxctl.cli import agent, cleanup, config_cmd, create, delete, exec_, render, shell, status
+from sandboxctl.cli import agent, cleanup, config_cmd, create, delete, exec_, extend, render, shell, status
 from sandboxctl.config import Settings
 from sandboxctl.services.context import Context
 
@@ -52,6 +52,7 @@ app.command("exec")(exec_.exec_cmd)
 app.command("shell", epilog=shell.EXAMPLES)(shell.shell_cmd)
 app.command("status")(status.status_cmd)
 app.command("delete")(delete.delete_cmd)
+app.command("extend")(extend.extend_cmd)
 app.command("cleanup")(cleanup.cleanup_cmd)
 app.command("agent-run")(agent.agent_run_cmd)
 app.add_typer(agent.app, name="agent")

@@ -107,12 +107,15 @@ def _render_run(report: CleanupReport) -> None:
                 ],
             )
         render.message(
-            f"cleaned {report.cleaned}, failed {report.failed}; freed {_size(report.freed_bytes)} "
+            f"cleaned {report.cleaned}, failed {report.failed}, in use {report.to_json()['sandboxes_in_use']}; "
+            f"freed {_size(report.freed_bytes)} "
             f"in {report.duration_seconds:.1f}s"
         )
     else:
+        # A sandbox in use is news only on a terminal: cron would mail every run while an exec goes on.
         for item in done:
-            render.emit_line(f"{item.outcome} {item.sandbox_id} {item.reason}")
+            if item.outcome != "in_use":
+                render.emit_line(f"{item.outcome} {item.sandbox_id} {item.reason}")
 
 
 def _render_errors(report: CleanupReport) -> None:
@@ -133,7 +136,9 @@ def cleanup_cmd(
     older_than: Annotated[
         str | None, typer.Option("--older-than", metavar="DUR", help="Also take sandboxes created more than DUR ago.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Also take `permanent` sandboxes.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also take `permanent` sandboxes, and in-use ones named here.")
+    ] = False,
     limit: Annotated[
         int | None,
         typer.Option("--limit", min=1, metavar="N", help="Handle at most N sandboxes (default: config cleanup.limit)."),

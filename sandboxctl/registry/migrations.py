@@ -32,6 +32,22 @@ def _m003_cleanup_indexes(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_status_created ON sandbox (status, created_at)")
 
 
+def _m005_sandbox_leases(conn: Connection) -> None:
+    """Who is using a sandbox right now (`registry/leases.py`): cleanup spares leased sandboxes.
+
+    Times are fixed-width UTC text, which sorts like the time itself on every database.
+    """
+    conn.exec_driver_sql(
+        "CREATE TABLE IF NOT EXISTS sandbox_lease ("
+        " sandbox_id VARCHAR NOT NULL,"
+        " holder VARCHAR NOT NULL,"
+        " host VARCHAR NOT NULL,"
+        " pid INTEGER NOT NULL,"
+        " expires_at VARCHAR NOT NULL,"
+        " PRIMARY KEY (sandbox_id, holder))"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_agent_runs", _create_agent_runs),
@@ -39,6 +55,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     # m002 was once a placeholder: registries migrated then lack `agent_runs`. This creates it where missing
     # (and does nothing elsewhere), replacing the run-time `ensure_tables` patch of four call sites.
     ("m004_agent_runs_where_missing", _create_agent_runs),
+    ("m005_sandbox_leases", _m005_sandbox_leases),
 ]
 
 if len(MIGRATIONS) != SCHEMA_VERSION:  # the reader must know the version without importing SQLModel

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, update
+from sqlalchemy import event, func, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DatabaseError, IntegrityError
@@ -320,24 +320,38 @@ class Registry:
             return session.exec(select(func.count()).select_from(SandboxRecord)).one()
 
     # -- cleanup ---------------------------------------------------------
-    def claim(self, sandbox_id: str, *, seen_status: SandboxStatus, seen_changed_at: datetime, now: datetime) -> bool:
+    def claim(
+        self,
+        sandbox_id: str,
+        *,
+        seen_status: SandboxStatus,
+        seen_changed_at: datetime,
+        now: datetime,
+        unless_leased: bool = False,
+    ) -> bool:
         """Move a record to `deleting` only if it is exactly as the caller saw it (status and its time).
 
         One conditional UPDATE: of several cleanups that planned the same sandbox exactly
         one wins, and none acts on a record that changed after it was judged (e.g. one
         another cleanup already retried). A `deleting` record whose claimer died is
         re-claimed the same way: it stays `deleting`, its clock restarts.
+        `unless_leased`: also refuse while someone holds a lease on it (`registry/leases.py`).
         """
         if seen_status is not SandboxStatus.DELETING:
             check_transition(seen_status, SandboxStatus.DELETING)
+        conditions = [
+            col(SandboxRecord.id) == sandbox_id,
+            col(SandboxRecord.status) == seen_status.value,
+            col(SandboxRecord.status_changed_at) == seen_changed_at,
+        ]
+        if unless_leased:
+            from sandboxctl.registry.leases import LEASE_FREE, stamp
+
+            conditions.append(text(LEASE_FREE).bindparams(lease_now=stamp(now)))
         with self.writing() as session:
             result = session.exec(
                 update(SandboxRecord)
-                .where(
-                    col(SandboxRecord.id) == sandbox_id,
-                    col(SandboxRecord.status) == seen_status.value,
-                    col(SandboxRecord.status_changed_at) == seen_changed_at,
-                )
+                .where(*conditions)
                 .values(status=SandboxStatus.DELETING.value, status_changed_at=now)
             )
             return result.rowcount == 1

@@ -33,6 +33,7 @@ from sandboxctl.errors import EXIT_TIMEOUT, SandboxctlError, UsageError
 from sandboxctl.hostid import this_host
 from sandboxctl.registry.models import AgentRun, AgentRunStatus, SandboxRecord
 from sandboxctl.registry.store import new_sandbox_id
+from sandboxctl.services import leases
 from sandboxctl.services.agent_options import AgentRunOptions, KeepPolicy
 from sandboxctl.services.context import Context
 from sandboxctl.services.deletion import SandboxDeletion, delete_sandbox
@@ -251,6 +252,7 @@ class AgentRunner:
     def _beat(self) -> None:
         assert self.record is not None
         self._emit("heartbeat", step=self.record.step, elapsed_seconds=self._elapsed())
+        leases.renew(self.ctx, self.sandbox.id if self.sandbox else None, self.run_id)  # cleanup spares it
 
     def _guarded(self, body: Callable[[], None]) -> None:
         """Run the interruptible steps; whatever stops them is recorded, never lost, and finalizing follows."""

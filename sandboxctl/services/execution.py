@@ -11,6 +11,7 @@ from sandboxctl.errors import OperationFailed, UsageError
 from sandboxctl.registry.reader import SandboxRow
 from sandboxctl.registry.states import SandboxStatus
 from sandboxctl.services.context import Context
+from sandboxctl.services.leases import hold
 
 _RUNNABLE = (SandboxStatus.RUNNING, SandboxStatus.STOPPED)
 
@@ -63,7 +64,8 @@ def exec_in_sandbox(
         timeout_seconds=timeout.total_seconds() if timeout else None,
     )
     try:
-        result = backend.exec(backend_id, request)
+        with hold(ctx, target.id):  # cleanup spares a sandbox in use (services/leases.py)
+            result = backend.exec(backend_id, request)
     except NotFound:
         raise OperationFailed(
             f"sandbox {target.id} no longer exists on {target.backend} (removed outside sandboxctl); "

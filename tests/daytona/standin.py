@@ -57,6 +57,9 @@ MODELS = {
 }
 
 
+_LIFETIME_SETTERS = {"ttl": "ttl_minutes", "autostop": "auto_stop_interval", "autodelete": "auto_delete_interval"}
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -97,6 +100,7 @@ class StandInSandbox:
     auto_archive_interval: int = 10080
     auto_delete_interval: int = -1
     ttl_minutes: int | None = None
+    ttl_from: str | None = None  # set_ttl counts from the call, create's ttl from creation
     error_reason: str | None = None
     deleting: bool = False
 
@@ -133,7 +137,7 @@ class StandInSandbox:
         if self.error_reason:
             data["errorReason"] = self.error_reason
         if self.ttl_minutes:
-            created = datetime.fromisoformat(self.created_at)
+            created = datetime.fromisoformat(self.ttl_from or self.created_at)
             data["autoDestroyAt"] = (created + timedelta(minutes=self.ttl_minutes)).isoformat().replace("+00:00", "Z")
         return data
 
@@ -354,6 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._delete(rest[0])
             if len(rest) == 2 and rest[1] == "start" and method == "POST":
                 return self._start(rest[0])
+            if len(rest) == 3 and rest[1] in _LIFETIME_SETTERS and method == "POST":
+                return self._set_lifetime(rest[0], rest[1], rest[2])
             if len(rest) == 2 and rest[1] == "toolbox-proxy-url" and method == "GET":
                 if self.standin.find(rest[0]) is None:
                     return self._fail(404, f"Sandbox with ID or name {rest[0]} not found", "NOT_FOUND")
@@ -455,6 +461,24 @@ class _Handler(BaseHTTPRequestHandler):
             if sandbox is None:
                 return self._fail(404, f"Sandbox with ID or name {id_or_name} not found", "NOT_FOUND")
             sandbox.state = "started"
+            data = sandbox.to_json(standin.toolbox_url)
+        self._json(200, data, "Sandbox")
+
+    def _set_lifetime(self, id_or_name: str, setter: str, value: str) -> None:
+        """`POST /sandbox/{id}/ttl|autostop|autodelete/{minutes}` (Sandbox.set_ttl and friends)."""
+        try:
+            minutes = int(value)
+        except ValueError:
+            raise _BadRequest(f"bad interval {value!r}") from None
+        standin = self.standin
+        with standin.lock:
+            sandbox = standin.find(id_or_name)
+            if sandbox is None:
+                return self._fail(404, f"Sandbox with ID or name {id_or_name} not found", "NOT_FOUND")
+            if setter == "ttl":
+                sandbox.ttl_minutes, sandbox.ttl_from = minutes, _now()
+            else:
+                setattr(sandbox, _LIFETIME_SETTERS[setter], minutes)
             data = sandbox.to_json(standin.toolbox_url)
         self._json(200, data, "Sandbox")
 

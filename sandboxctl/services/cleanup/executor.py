@@ -18,7 +18,8 @@ from sandboxctl.services.cleanup.planner import CleanupRequest, plan_cleanup
 from sandboxctl.services.cleanup.report import Action, CleanupItem, CleanupReport, Outcome
 from sandboxctl.services.context import Context
 from sandboxctl.services.deletion import SandboxDeletion, record_deletion, remove_backend_resource
-from sandboxctl.services.orphans import VANISHED, orphan_archive_row
+from sandboxctl.services.leases import drop_dead_leases
+from sandboxctl.services.orphans import VANISHED, orphan_archive_row, process_alive
 
 if TYPE_CHECKING:
     from sandboxctl.backends.base import Backend
@@ -75,7 +76,14 @@ def _execute_one(item: CleanupItem, registry: Registry, backends: BackendPool, c
         if item.record is not None:
             record = item.record
             seen = SandboxStatus(record.status)
-            if not registry.claim(record.id, seen_status=seen, seen_changed_at=record.status_changed_at, now=clock()):
+            claimed = registry.claim(
+                record.id,
+                seen_status=seen,
+                seen_changed_at=record.status_changed_at,
+                now=clock(),
+                unless_leased=not item.forced and item.action is Action.DELETE,
+            )
+            if not claimed:
                 item.outcome = Outcome.SKIPPED
                 return
             if item.action is Action.CLOSE:
@@ -171,7 +179,10 @@ def _run(ctx: Context, request: CleanupRequest, progress: Progress | None) -> Cl
     if request.dry_run:
         purged = registry.count_archived_before(started - retention) if registry is not None else 0
     elif registry is not None:
-        execute_plan(items, registry, backends, clock=ctx.now, concurrency=request.concurrency, progress=progress)
+        actionable = [item for item in items if item.outcome is Outcome.PLANNED]
+        # Leases of holders known to be dead would make the claims refuse their sandboxes: drop them first.
+        drop_dead_leases(registry, [item.sandbox_id for item in actionable], now=started, is_alive=process_alive)
+        execute_plan(actionable, registry, backends, clock=ctx.now, concurrency=request.concurrency, progress=progress)
         purged = registry.purge_archive(ctx.now() - retention)
     completed = ctx.now()
     report = CleanupReport(

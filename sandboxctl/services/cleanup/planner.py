@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sandboxctl.errors import BackendUnavailable, SandboxNotFound
 from sandboxctl.labels import LABEL_CREATED_AT, LABEL_EXPIRES_AT, LABEL_ID, LABEL_NAME, matches
 from sandboxctl.registry.models import Policy, SandboxRecord, SandboxStatus
-from sandboxctl.services.cleanup.report import Action, CleanupItem
+from sandboxctl.services.cleanup.report import Action, CleanupItem, Outcome
 from sandboxctl.services.context import Context
 from sandboxctl.services.orphans import (
     VANISHED,
@@ -139,7 +139,23 @@ def plan_records(
         reason = reason or _unfinished_reason(record, now, grace, is_alive)
         if reason is not None:
             items[record.id] = _record_item(record, reason)
+    _spare_leased(registry, list(items.values()), request, now=now, is_alive=is_alive)
     return sorted(items.values(), key=lambda item: (item.created_at or now, item.sandbox_id))
+
+
+def _spare_leased(
+    registry: Registry, items: list[CleanupItem], request: CleanupRequest, *, now: datetime, is_alive: ProcessProbe
+) -> None:
+    """Judged items whose sandbox is leased become `in_use`, unless named with --force (see services/leases.py)."""
+    from sandboxctl.services.leases import leased
+
+    judged = [item for item in items if item.reason in ("expired", "idle", "older_than", "requested")]
+    held = leased(registry, [i.sandbox_id for i in judged], now=now, is_alive=is_alive)
+    for item in judged:
+        if item.reason == "requested" and request.force:
+            item.forced = True
+        elif item.sandbox_id in held:
+            item.reason = item.outcome = Outcome.IN_USE
 
 
 def _orphan_item(resource: BackendSandbox, backend: str, reason: str) -> CleanupItem:

@@ -31,6 +31,7 @@ class Outcome(StrEnum):
     CLEANED = "cleaned"
     FAILED = "failed"
     SKIPPED = "skipped"  # claimed by another cleanup, or changed since it was planned
+    IN_USE = "in_use"  # due, but a running exec or agent-run holds a lease on it: left alone
 
 
 @dataclass
@@ -53,6 +54,7 @@ class CleanupItem:
     error: str | None = None
     freed_bytes: int | None = None
     retries_used: int = 0
+    forced: bool = False  # named with --force: taken even while leased
 
     @property
     def stuck(self) -> bool:
@@ -99,7 +101,7 @@ class CleanupReport:
     @property
     def processed(self) -> int:
         if self.dry_run:
-            return len(self.items)
+            return len(self.items) - self._count(Outcome.IN_USE)
         return self._count(Outcome.CLEANED) + self._count(Outcome.FAILED)
 
     @property
@@ -146,6 +148,7 @@ class CleanupReport:
             "errors": self.all_errors,
             "disk_space_freed_bytes": self.freed_bytes,
             "sandboxes_skipped": self._count(Outcome.SKIPPED),
+            "sandboxes_in_use": self._count(Outcome.IN_USE),
             "stuck": [item.sandbox_id for item in self.items if item.stuck],
             "archive_purged": self.archive_purged,
             "skipped_backends": self.skipped_backends,

@@ -1,0 +1,304 @@
+"""Leases: a sandbox in use by a running `exec` or `agent-run` is never cleaned up from under it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandboxctl.registry.leases import Holder, LeaseTable
+from sandboxctl.registry.models import SandboxRecord, SandboxStatus
+from sandboxctl.registry.store import Registry, new_sandbox_id
+from sandboxctl.services.leases import leased
+from sandboxctl.services.orphans import process_alive
+
+from .conftest import SANDBOXCTL, Cli
+from .pgcluster import Cluster, postgres_bindir, remove_cluster, start_cluster
+
+HOST = socket.gethostname()
+NOW = datetime.now(UTC)
+
+
+# -- the table and the claim, on a real SQLite file (and PostgreSQL) ---------------------------------
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+
+
+@pytest.fixture(scope="module")
+def pg_cluster() -> Iterator[Cluster]:
+    if postgres_bindir() is None:
+        pytest.skip("PostgreSQL is not installed")
+    cluster = start_cluster()
+    yield cluster
+    remove_cluster(cluster)
+
+
+def add(registry: Registry, status: SandboxStatus = SandboxStatus.RUNNING) -> SandboxRecord:
+    sandbox_id = new_sandbox_id()
+    created = NOW - timedelta(hours=2)
+    return registry.insert(
+        SandboxRecord(
+            id=sandbox_id,
+            name=f"sandbox-{sandbox_id}",
+            backend="local",
+            backend_id=sandbox_id,
+            status=status,
+            created_at=created,
+            last_accessed=created,
+            expires_at=created + timedelta(hours=1),
+            host=HOST,
+            pid=1,
+            status_changed_at=created,
+        )
+    )
+
+
+@pytest.mark.parametrize("store", ["sqlite3", "sqlalchemy", "postgresql"])
+def test_a_live_lease_blocks_the_claim_and_a_claimed_sandbox_takes_no_lease(
+    request: pytest.FixtureRequest, store: str
+) -> None:
+    if store == "postgresql":
+        cluster: Cluster = request.getfixturevalue("pg_cluster")
+        registry = Registry(cluster.create_database(f"leases_{new_sandbox_id()}"))
+    else:
+        registry = request.getfixturevalue("registry")
+    if store == "sqlite3":
+        table = LeaseTable(sqlite_path=Path(registry.url.removeprefix("sqlite:///")))
+    else:
+        table = LeaseTable(engine=registry.engine)
+    held, free = add(registry), add(registry)
+    assert table.acquire(held.id, Holder("exec a", HOST, os.getpid()), expires_at=NOW + timedelta(minutes=2))
+    claim = dict(seen_status=SandboxStatus.RUNNING, now=NOW, unless_leased=True)
+    assert not registry.claim(held.id, seen_changed_at=held.status_changed_at, **claim)
+    assert registry.claim(free.id, seen_changed_at=free.status_changed_at, **claim)
+    # Claimed (`deleting`): an exec starting now is refused instead of racing the deletion.
+    assert not table.acquire(free.id, Holder("exec b", HOST, os.getpid()), expires_at=NOW + timedelta(minutes=2))
+    # Named with --force, the claim ignores the lease.
+    assert registry.claim(held.id, seen_status=SandboxStatus.RUNNING, seen_changed_at=held.status_changed_at, now=NOW)
+
+
+def test_lapsed_and_dead_holders_do_not_count_and_another_hosts_lease_does(registry: Registry) -> None:
+    table = LeaseTable(engine=registry.engine)
+    lapsed, dead, remote, mine = (add(registry) for _ in range(4))
+    dead_pid = _dead_pid()
+    soon = NOW + timedelta(minutes=2)
+    table.acquire(lapsed.id, Holder("exec 1", HOST, os.getpid()), expires_at=NOW - timedelta(seconds=1))
+    table.acquire(dead.id, Holder("exec 2", HOST, dead_pid), expires_at=soon)
+    table.acquire(remote.id, Holder("exec 3", "another-host.example", 1), expires_at=soon)
+    table.acquire(mine.id, Holder("agent-run 4", HOST, os.getpid()), expires_at=soon)
+    ids = [lapsed.id, dead.id, remote.id, mine.id]
+    assert leased(registry, ids, now=NOW, is_alive=process_alive, prune=False) == {remote.id, mine.id}
+    assert len(table.live(ids, now=NOW)) == 3  # a dry run prunes nothing
+    leased(registry, ids, now=NOW, is_alive=process_alive, prune=True)
+    assert {lease.sandbox_id for lease in table.live(ids, now=NOW)} == {remote.id, mine.id}
+    # The dead holder's lease is gone, so the claim is no longer refused.
+    assert registry.claim(
+        dead.id, seen_status=SandboxStatus.RUNNING, seen_changed_at=dead.status_changed_at, now=NOW, unless_leased=True
+    )
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+# -- through the installed CLI ------------------------------------------------------------------------
+def create(cli: Cli, *args: str, backend: str = "local") -> str:
+    return cli.ok("create", "--backend", backend, *args).stdout.strip()
+
+
+def start_exec(cli: Cli, sandbox: str, *command: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [SANDBOXCTL, "exec", sandbox, "--", *command],
+        env=cli.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def results(summary: dict[str, Any], sandbox: str) -> list[tuple[str, str]]:
+    return [(s["reason"], s["result"]) for s in summary["sandboxes"] if s["sandbox_id"] == sandbox]
+
+
+@contextmanager
+def cleanup_every_2s(cli: Cli, *args: str) -> Iterator[list[tuple[float, dict[str, Any]]]]:
+    """Run `cleanup --json` every 2 s in the background (as cron would, only faster).
+
+    Yields the (monotonic time it finished, summary) of each run so far.
+    """
+    summaries: list[tuple[float, dict[str, Any]]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            result = cli("cleanup", "--json", *args)
+            if result.returncode == 0:
+                summaries.append((time.monotonic(), result.json()))
+            stop.wait(2)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield summaries
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+
+
+def assert_spared_then_taken(cli: Cli, sandbox: str, runs: list[tuple[float, dict[str, Any]]], ended: float) -> None:
+    """Every cleanup that finished while the user ran kept the sandbox (and at least one saw it `in_use`);
+    once the user is done, cleanup takes it (a run already under way may have)."""
+    during = [summary for finished, summary in runs if finished < ended]
+    assert any(results(s, sandbox) == [("in_use", "in_use")] and s["sandboxes_in_use"] >= 1 for s in during), during
+    assert not any(result == "cleaned" for s in during for _, result in results(s, sandbox)), during
+    cli.ok("cleanup")
+    gone = cli.ok("status", sandbox, "--json").json()
+    assert (gone["status"], gone["reason"]) == ("deleted", "expired"), gone
+
+
+def exec_outlives_its_expiry(cli: Cli, sandbox: str, seconds: int) -> None:
+    """The required scenario: a long exec on a sandbox that expires under it, while cleanup runs every 2 s."""
+    script = f"echo alive > marker; sleep {seconds}; cat marker"  # fails if the sandbox went away under it
+    with cleanup_every_2s(cli) as runs:
+        proc = start_exec(cli, sandbox, "sh", "-c", script)
+        out, err = proc.communicate(timeout=seconds + 120)
+        ended = time.monotonic()
+    assert proc.returncode == 0, err
+    assert out == "alive\n"
+    assert_spared_then_taken(cli, sandbox, runs, ended)
+
+
+def test_exec_holds_its_sandbox_until_it_ends(cli: Cli) -> None:
+    sandbox = create(cli, "--ttl", "5s")
+    exec_outlives_its_expiry(cli, sandbox, 20)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("docker_cleanup")
+def test_exec_holds_its_docker_sandbox_until_it_ends(cli: Cli, docker_image: str) -> None:
+    sandbox = create(cli, "--image", docker_image, "--ttl", "5s", backend="docker")
+    exec_outlives_its_expiry(cli, sandbox, 30)
+
+
+def test_in_use_in_the_plan_for_expiry_idleness_age_and_name_and_force_takes_it(cli: Cli) -> None:
+    expired = create(cli, "--ttl", "1s")
+    idle = create(cli, "--idle-timeout", "1s")
+    old = create(cli)
+    procs = [start_exec(cli, sandbox, "sleep", "60") for sandbox in (expired, idle, old)]
+    try:
+        time.sleep(2)
+        wait_until(lambda: cli.ok("cleanup", "--dry-run", "--json").json()["sandboxes_in_use"] == 2)
+        plan = cli.ok("cleanup", "--dry-run", "--older-than", "1s", "--json").json()
+        assert {s["sandbox_id"]: (s["reason"], s["result"]) for s in plan["sandboxes"]} == {
+            expired: ("in_use", "in_use"),
+            idle: ("in_use", "in_use"),
+            old: ("in_use", "in_use"),
+        }
+        assert (plan["sandboxes_in_use"], plan["sandboxes_processed"]) == (3, 0), plan
+        table = cli.ok("cleanup", "--dry-run", "--older-than", "1s").stdout
+        assert table.count("in_use") == 3, table
+        run = cli.ok("cleanup", "--older-than", "1s", "--force", "--json").json()
+        assert (run["sandboxes_in_use"], run["sandboxes_cleaned"]) == (3, 0), run
+        assert cli.ok("cleanup", "--older-than", "1s").stdout == ""  # off a terminal (cron): nothing happened
+        named = cli.ok("cleanup", old, "--json").json()
+        assert results(named, old) == [("in_use", "in_use")], named
+        forced = cli.ok("cleanup", old, "--force", "--json").json()
+        assert results(forced, old) == [("requested", "cleaned")], forced
+        assert cli.ok("status", old, "--json").json()["status"] == "deleted"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+
+
+def test_a_killed_exec_releases_its_lease(cli: Cli) -> None:
+    sandbox = create(cli, "--ttl", "1s")
+    proc = start_exec(cli, sandbox, "sleep", "30")
+    time.sleep(2)
+    assert results(cli.ok("cleanup", "--dry-run", "--json").json(), sandbox) == [("in_use", "in_use")]
+    os.kill(proc.pid, signal.SIGKILL)  # no finally runs: only the dead pid (or the lease's expiry) frees it
+    proc.communicate()
+    summary = cli.ok("cleanup", "--json").json()
+    assert results(summary, sandbox) == [("expired", "cleaned")], summary
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_agent_run_keeps_its_sandbox_while_it_runs_then_cleanup_takes_the_kept_one(
+    request: pytest.FixtureRequest, cli: Cli, tmp_path: Path, backend: str
+) -> None:
+    """issue 12.8: a 60 s agent whose sandbox expires and goes idle under it, while cleanup runs every 2 s.
+    (agent-run's own --ttl/--idle-timeout come from another change: `extend` sets them here.)"""
+    image: list[str] = []
+    if backend == "docker":
+        image = ["--image", request.getfixturevalue("docker_image")]
+        request.getfixturevalue("docker_cleanup")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "notes.txt").write_text("one\n")
+    env = {**cli.env, "SANDBOXCTL_HEARTBEAT_SECONDS": "1"}
+    agent = "sleep 60; echo two >> notes.txt"
+    argv = [SANDBOXCTL, "agent-run", "--backend", backend, *image, "--keep", "always", "--repo", str(repo), "--json"]
+    with cleanup_every_2s(cli) as runs:
+        proc = subprocess.Popen(
+            [*argv, "--", "sh", "-c", agent], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+        )
+        sandbox = wait_until(
+            lambda: next((r["id"] for r in cli.ok("status", "--json").json() if r["status"] == "running"), None)
+        )
+        cli.ok("extend", sandbox, "--ttl", "3s", "--idle-timeout", "3s")
+        out, _ = proc.communicate(timeout=300)
+        ended = time.monotonic()
+    assert proc.returncode == 0, out
+    summary = json.loads(out)
+    assert summary["status"] == "succeeded" and summary["sandbox_id"] == sandbox, summary
+    assert "+two" in Path(summary["patch_path"]).read_text()
+    assert_spared_then_taken(cli, sandbox, runs, ended)
+
+
+def test_exec_takes_its_lease_without_sqlalchemy(cli: Cli, home: Path) -> None:
+    """The exec hot path takes its lease on stdlib sqlite3 (SQLModel alone costs more than an exec)."""
+    sandbox = create(cli)
+    # A local sandbox runs on the host: the command itself reads the lease it runs under.
+    probe = (
+        f"import json, sqlite3; db = sqlite3.connect({str(home / 'registry.db')!r}); print(json.dumps("
+        f"db.execute('SELECT holder, pid FROM sandbox_lease WHERE sandbox_id = ?', ({sandbox!r},)).fetchall()))"
+    )
+    code = (
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: sys.stderr.write('pid=%d heavy=%r' % (os.getpid(), "
+        "[m for m in ('sqlalchemy', 'sqlmodel') if m in sys.modules])))\n"
+        f"sys.argv = ['sandboxctl', 'exec', {sandbox!r}, '--', {sys.executable!r}, '-c', {probe!r}]\n"
+        "from sandboxctl.cli import run\n"
+        "run()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli.env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    pid = int(proc.stderr.split("pid=")[1].split()[0])
+    [(holder, lease_pid)] = json.loads(proc.stdout)
+    assert holder.startswith("exec ") and lease_pid == pid, proc.stdout
+    assert proc.stderr.endswith("heavy=[]"), proc.stderr
