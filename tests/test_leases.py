@@ -21,7 +21,7 @@ import pytest
 from sandboxctl.registry.leases import Holder, LeaseTable
 from sandboxctl.registry.models import SandboxRecord, SandboxStatus
 from sandboxctl.registry.store import Registry, new_sandbox_id
-from sandboxctl.services.leases import leased
+from sandboxctl.services.leases import drop_dead_leases, leased
 from sandboxctl.services.orphans import process_alive
 
 from .conftest import SANDBOXCTL, Cli
@@ -100,9 +100,9 @@ def test_lapsed_and_dead_holders_do_not_count_and_another_hosts_lease_does(regis
     table.acquire(remote.id, Holder("exec 3", "another-host.example", 1), expires_at=soon)
     table.acquire(mine.id, Holder("agent-run 4", HOST, os.getpid()), expires_at=soon)
     ids = [lapsed.id, dead.id, remote.id, mine.id]
-    assert leased(registry, ids, now=NOW, is_alive=process_alive, prune=False) == {remote.id, mine.id}
-    assert len(table.live(ids, now=NOW)) == 3  # a dry run prunes nothing
-    leased(registry, ids, now=NOW, is_alive=process_alive, prune=True)
+    assert leased(registry, ids, now=NOW, is_alive=process_alive) == {remote.id, mine.id}
+    assert len(table.live(ids, now=NOW)) == 3  # judging reads only (a dry run changes nothing)
+    drop_dead_leases(registry, ids, now=NOW, is_alive=process_alive)
     assert {lease.sandbox_id for lease in table.live(ids, now=NOW)} == {remote.id, mine.id}
     # The dead holder's lease is gone, so the claim is no longer refused.
     assert registry.claim(
