@@ -63,6 +63,7 @@ KEYS: dict[str, Key] = {
         Key("cleanup.concurrency", "8", _positive_int, "parallel deletions in cleanup"),
         Key("cleanup.orphan_grace", "1h", parse_duration, "age making an unregistered labelled resource an orphan"),
         Key("agent.timeout", "1h", parse_duration, "agent-run timeout when --timeout is not given"),
+        Key("agent.keep_for", "24h", parse_duration, "lifetime of a sandbox kept after a run that did not succeed"),
         Key("daytona.api_key", None, str, "Daytona API key", env="DAYTONA_API_KEY", secret=True),
         Key("daytona.api_url", None, str, "Daytona API URL", env="DAYTONA_API_URL"),
         Key("daytona.target", None, str, "Daytona target region", env="DAYTONA_TARGET"),

@@ -7,11 +7,12 @@ process died. Env values never reach this table: only their keys.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Index
+from sqlalchemy import JSON, Index, and_, or_
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel, col, select, update
 
@@ -28,6 +29,7 @@ class AgentRunStatus(StrEnum):
     FAILED = "failed"  # setup or agent exited non-zero, or the result could not be collected/pushed
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"  # SIGINT / SIGTERM
+    CANCELLED = "cancelled"  # `sandboxctl agent cancel`
     ERROR = "error"  # sandboxctl could not run the agent (bad repo, backend failure)
 
 
@@ -38,6 +40,7 @@ class AgentRun(SQLModel, table=True):
     id: str = Field(primary_key=True)
     status: str = AgentRunStatus.RUNNING
     step: str = "prepare"  # the step in progress, or `done`
+    state: str | None = None  # services/agent_machine.RunState; None in rows older than m004
     backend: str
     image: str | None = None
     sandbox_id: str | None = None  # sandboxctl's own sandbox id
@@ -65,12 +68,15 @@ class AgentRun(SQLModel, table=True):
     started_at: datetime
     finished_at: datetime | None = None
     duration_seconds: float | None = None
+    kept_until: datetime | None = None  # the kept sandbox's new expiry (--keep-for), None when not kept
+    cancel_requested_at: datetime | None = None  # set by `agent cancel` before it signals the run
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON shape of a run, used by `agent show`, `agent list` and the run summary."""
         return {
             "run_id": self.id,
             "status": self.status,
+            "state": self.state or self.status,
             "step": self.step,
             "exit_code": self.exit_code,
             "backend": self.backend,
@@ -99,6 +105,8 @@ class AgentRun(SQLModel, table=True):
             "started_at": isoformat(self.started_at),
             "finished_at": isoformat(self.finished_at),
             "duration_seconds": self.duration_seconds,
+            "kept_until": isoformat(self.kept_until),
+            "cancel_requested_at": isoformat(self.cancel_requested_at),
         }
 
 
@@ -131,9 +139,23 @@ def resolve_run(registry: Registry, ref: str) -> AgentRun:
     return found[0]
 
 
-def list_runs(registry: Registry, *, limit: int | None = None) -> list[AgentRun]:
-    """Newest first."""
-    query = select(AgentRun).order_by(col(AgentRun.started_at).desc())
+def list_runs(
+    registry: Registry,
+    *,
+    limit: int | None = None,
+    states: Collection[str] | None = None,
+    since: datetime | None = None,
+) -> list[AgentRun]:
+    """Newest first; `states` matches the state (or, in rows older than m004, the status); `since`: started at or
+    after it."""
+    query = select(AgentRun).order_by(col(AgentRun.started_at).desc(), col(AgentRun.id).desc())
+    if states is not None:
+        wanted = list(states)
+        query = query.where(
+            or_(col(AgentRun.state).in_(wanted), and_(col(AgentRun.state).is_(None), col(AgentRun.status).in_(wanted)))
+        )
+    if since is not None:
+        query = query.where(col(AgentRun.started_at) >= since)
     if limit is not None:
         query = query.limit(limit)
     with registry.reading() as session:

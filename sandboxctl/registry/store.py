@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, func, or_, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
@@ -63,10 +64,22 @@ def _m003_cleanup_indexes(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_status_created ON sandbox (status, created_at)")
 
 
+def _m004_agent_run_states(conn: Connection) -> None:
+    """The run's state machine position, the kept sandbox's expiry, and `agent cancel`'s request.
+
+    Plain `ADD COLUMN` (SQLite and PostgreSQL); a table created by m002 from today's model has them already."""
+    present = {column["name"] for column in sa_inspect(conn).get_columns("agent_runs")}
+    timestamp = "TIMESTAMP" if conn.dialect.name == "postgresql" else "DATETIME"
+    for name, sql_type in (("state", "VARCHAR"), ("kept_until", timestamp), ("cancel_requested_at", timestamp)):
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE agent_runs ADD COLUMN {name} {sql_type}")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_agent_runs", _m002_agent_runs),
     ("m003_cleanup_indexes", _m003_cleanup_indexes),
+    ("m004_agent_run_states", _m004_agent_run_states),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +16,7 @@ from sandboxctl.backends.base import (
 )
 from sandboxctl.durations import isoformat
 from sandboxctl.errors import OperationFailed, UsageError
+from sandboxctl.host import this_host
 from sandboxctl.labels import (
     LABEL_CREATED_AT,
     LABEL_EXPIRES_AT,
@@ -94,7 +94,7 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRecord:
         last_accessed=now,
         expires_at=now + ttl if ttl is not None else None,
         idle_timeout_seconds=int(idle.total_seconds()) if idle else None,
-        host=socket.gethostname(),
+        host=this_host(),
         pid=os.getpid(),
         status_changed_at=now,
     )

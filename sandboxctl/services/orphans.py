@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sandboxctl.backends.base import Backend, BackendSandbox, NotFound
 from sandboxctl.durations import parse_timestamp
+from sandboxctl.host import this_host
 from sandboxctl.labels import (
     LABEL_CREATED_AT,
     LABEL_EXPIRES_AT,
@@ -44,7 +44,7 @@ VANISHED = "vanished"
 
 def process_alive(host: str | None, pid: int | None) -> bool | None:
     """Whether a process of this host lives; None for another host's (nobody here can tell)."""
-    if not host or host != socket.gethostname() or not pid or pid <= 0:
+    if not host or host != this_host() or not pid or pid <= 0:
         return None
     try:
         os.kill(pid, 0)
