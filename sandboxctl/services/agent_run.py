@@ -163,7 +163,10 @@ class AgentRunner:
             requested = resolve_run(self.ctx.registry, self.run_id).cancel_requested_at
         except Exception:  # noqa: BLE001 - an unreadable registry leaves it a plain SIGTERM
             return reason
-        return CANCEL if requested is not None else reason
+        if requested is None:
+            return reason
+        self.record.cancel_requested_at = requested  # written by `agent cancel`: the summary shows it too
+        return CANCEL
 
     # -- bookkeeping ---------------------------------------------------------
     def _elapsed(self) -> float:
