@@ -84,7 +84,9 @@ def list_agent_runs(
     runs = [describe_run(run) for run in rows]
     if wanted:
         runs = [
-            run for run in runs if run["status"] in wanted or (run["state"] in wanted and run["state"] != "running")
+            run
+            for run in runs
+            if run["status"] in wanted or (run["state"] in wanted and run["state"] != RunState.RUNNING)
         ]
     return runs[:limit] if limit is not None else runs
 
