@@ -41,7 +41,6 @@ from sandboxctl.registry.states import Policy
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services.agent_machine import (
     CANCEL,
-    EXIT_TIMEOUT,
     CommandExit,
     Outcome,
     RunFacts,
@@ -62,8 +61,6 @@ from sandboxctl.services.workspace import (
     locate_repo,
     resolve_commit,
 )
-
-__all__ = ["EXIT_TIMEOUT", "INBOX_FILE", "LABEL_RUN_ID", "AgentRunner", "RunInterrupted"]
 
 LABEL_RUN_ID = "agent-run.id"
 TASK_FILE = f"{CONTROL_DIR}/task.md"
