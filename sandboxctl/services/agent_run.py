@@ -293,11 +293,12 @@ class AgentRunner:
                     self._move(RunState.PUSHING)
                 self._push(scratch, source)
             outcome = decide_outcome(self.facts)
+            ended_at = self.ctx.now()  # the run's end: `finished_at`, and what a kept sandbox's expiry counts from
             self._move(RunState.FINALIZING)
-            self._finalize(outcome, keep_for)
+            self._finalize(outcome, ended_at + keep_for)
         finally:
             heartbeat.stop()
-        summary = self._finish(output_dir, outcome)
+        summary = self._finish(output_dir, outcome, ended_at)
         if self._failure is not None:
             raise self._failure
         return summary
@@ -517,16 +518,15 @@ class AgentRunner:
         found = self.ctx.registry.list_live(selector={LABEL_RUN_ID: self.run_id})
         return found[0] if found else None
 
-    def _keep_until(self, sandbox: SandboxRecord, outcome: Outcome, keep_for: timedelta) -> datetime | None:
-        """A sandbox kept after a run that did not succeed lives `keep_for` from now (its record's expiry moves);
+    def _keep_until(self, sandbox: SandboxRecord, outcome: Outcome, until: datetime) -> datetime | None:
+        """A sandbox kept after a run that did not succeed expires at `until` (its record's expiry moves);
         one kept after a success, or of policy `permanent`, keeps the lifetime it was created with."""
         if outcome.state is RunState.SUCCEEDED or sandbox.policy == Policy.PERMANENT:
             return None
-        until = self.ctx.now() + keep_for
         self.ctx.registry.update_fields(sandbox.id, expires_at=until)
         return until
 
-    def _finalize(self, outcome: Outcome, keep_for: timedelta) -> None:
+    def _finalize(self, outcome: Outcome, keep_until: datetime) -> None:
         sandbox = self._find_sandbox()
         if sandbox is None:
             return
@@ -538,7 +538,7 @@ class AgentRunner:
             keep_reason = f"run {outcome.state} (--keep on-failure keeps it for debugging)"
         if keep_reason is not None:
             deletion = SandboxDeletion(sandbox.id, False, "kept", skipped=True, skip_reason=keep_reason)
-            until = self._keep_until(sandbox, outcome, keep_for)
+            until = self._keep_until(sandbox, outcome, keep_until)
             self._save(sandbox_deletion=deletion.to_json(), kept_until=until)
             self._emit(
                 "sandbox.kept",
@@ -564,12 +564,12 @@ class AgentRunner:
             reason = f"deletion failed: {deletion.error}"
             self._emit("sandbox.kept", sandbox_id=sandbox.id, reason=reason, sandbox_deletion=deletion.to_json())
 
-    def _finish(self, output_dir: Path, outcome: Outcome) -> dict[str, Any]:
+    def _finish(self, output_dir: Path, outcome: Outcome, ended_at: datetime) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "status": str(outcome.state),
             "step": "done",
             "exit_code": outcome.exit_code,
-            "finished_at": self.ctx.now(),
+            "finished_at": ended_at,
             "duration_seconds": self._elapsed(),
         }
         if self._failure is not None and self.record.error is None:
