@@ -85,7 +85,9 @@ def step_message(event: dict[str, Any]) -> str | None:
         sandbox = event["sandbox_id"]
         prefix = "warning: " if event["reason"].startswith("deletion failed") else ""
         hint = f"`sandboxctl exec {sandbox} -- sh` to look inside, `sandboxctl delete {sandbox}` when done"
-        return f"{prefix}sandbox {sandbox} kept: {event['reason']}{_expiry(sandbox, event.get('expires_at'))} ({hint})"
+        if "expires_at" not in event:  # a failed deletion: the sandbox is left to cleanup
+            return f"{prefix}sandbox {sandbox} kept: {event['reason']} ({hint})"
+        return f"{prefix}sandbox {sandbox} kept: {event['reason']}; {_expiry(sandbox, event['expires_at'])}; {hint}"
     if kind == "run.interrupted":
         cause = "cancel requested" if event.get("cancelled") else f"{event['signal']} received"
         return f"{cause}: collecting the result and finalizing"
@@ -93,7 +95,7 @@ def step_message(event: dict[str, Any]) -> str | None:
         took = _seconds(event["duration_seconds"])
         kept = ""
         if event.get("kept_until"):
-            kept = f"; sandbox {event['sandbox_id']} kept{_expiry(event['sandbox_id'], event['kept_until'])}"
+            kept = f"; sandbox {event['sandbox_id']} kept, {_expiry(event['sandbox_id'], event['kept_until'])}"
         return f"{event['status']} (exit {event['exit_code']}) in {took}; summary: {event['summary_path']}{kept}"
     return None
 
@@ -101,8 +103,8 @@ def step_message(event: dict[str, Any]) -> str | None:
 def _expiry(sandbox: str, expires_at: str | None) -> str:
     """How long a kept sandbox lives, and how to give it longer."""
     if not expires_at:
-        return ", never expires"
-    return f", expires {expires_at} (`sandboxctl extend {sandbox} --ttl DUR` for longer)"
+        return "never expires"
+    return f"expires {expires_at} (`sandboxctl extend {sandbox} --ttl DUR` for longer)"
 
 
 def _outcome(event: dict[str, Any]) -> str:
