@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sandboxctl.errors import OperationFailed
+from sandboxctl.host import this_host
 from sandboxctl.registry.agent_runs import AgentRun, AgentRunStatus, ensure_tables, resolve_run
 from sandboxctl.services.agent_control import ABANDONED, describe_run
 from sandboxctl.services.context import Context
@@ -91,6 +92,8 @@ def open_run(ctx: Context, ref: str) -> AgentRun:
 def run_events(ctx: Context, run: AgentRun, *, follow: bool) -> Iterator[LogEvent]:
     """The run's events in order; with `follow`, waits for more until the run has ended (or was abandoned)."""
     path = Path(run.output_dir) / "events.jsonl"
+    if not path.exists() and run.host != this_host():
+        raise OperationFailed(f"agent run {run.id} ran on host {run.host!r}: its events are there, in {path}")
     while not path.exists():
         if not follow or _finished(ctx, run.id):
             raise OperationFailed(f"agent run {run.id} has no events file at {path} (moved or deleted?)")

@@ -276,3 +276,12 @@ def test_new_agent_commands_end_their_help_with_examples(cli: Cli, command: str)
     text = cli.ok("agent", command, "--help").stdout
     tail = text[text.index("Examples:") :]
     assert tail.count("sandboxctl agent") >= 2, text
+
+
+def test_agent_logs_of_a_run_elsewhere_say_where_its_events_are(cli: Cli) -> None:
+    result = cli("agent-run", *LOCAL, "--json", "--", "true", env={"SANDBOXCTL_HOSTNAME": "elsewhere.example"})
+    assert result.returncode == 0, str(result)
+    Path(result.json()["events_path"]).unlink()  # as seen from another machine sharing the registry
+    logs = cli("agent", "logs", result.json()["run_id"], "--follow")
+    assert logs.returncode == 1 and "elsewhere.example" in logs.stderr, str(logs)
+    assert logs.stderr.startswith("error: ") and len(logs.stderr.splitlines()) == 1, str(logs)
