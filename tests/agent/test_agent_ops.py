@@ -204,7 +204,7 @@ def test_agent_logs_survive_a_hostile_events_file(cli: Cli) -> None:
 # -- cancel ------------------------------------------------------------------------
 def test_agent_cancel_finalizes_by_the_keep_policy(cli: Cli, backend: list[str], tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
-    agent = "echo started; sleep 67"
+    agent = "echo started; sleep 71"
     proc = start_agent_run(cli, *backend, "--keep-for", "1h", "--events", str(events_file), "--", "sh", "-c", agent)
     try:
         run_id = agent_output_seen(events_file)
@@ -219,6 +219,8 @@ def test_agent_cancel_finalizes_by_the_keep_policy(cli: Cli, backend: list[str],
     assert record["exit_code"] == 130 and record["cancel_requested_at"], record
     assert record["sandbox_deletion"]["skipped"] is True and record["sandbox_status"] == "running", record
     assert when(record["kept_until"]) - when(record["finished_at"]) == timedelta(hours=1)
+    every_process = ["ps", "-o", "args"] if "docker" in backend else ["ps", "-e", "-o", "args"]
+    assert "sleep 71" not in cli.ok("exec", record["sandbox_id"], "--", *every_process).stdout  # the agent is gone
     interrupted = [e for e in read_events(events_file) if e["type"] == "run.interrupted"]
     assert interrupted and interrupted[0]["cancelled"] is True
     assert "cancel requested" in stderr
@@ -230,7 +232,7 @@ def test_agent_cancel_finalizes_by_the_keep_policy(cli: Cli, backend: list[str],
 def test_agent_cancel_refuses_a_run_of_another_host(cli: Cli, tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
     proc = subprocess.Popen(
-        [SANDBOXCTL, "agent-run", *LOCAL, "--events", str(events_file), "--", "sh", "-c", "echo started; sleep 67"],
+        [SANDBOXCTL, "agent-run", *LOCAL, "--events", str(events_file), "--", "sh", "-c", "echo started; sleep 73"],
         env={**cli.env, "SANDBOXCTL_HOSTNAME": "elsewhere.example"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
