@@ -66,6 +66,7 @@ KEYS: dict[str, Key] = {
         Key("agent.timeout", "1h", parse_duration, "agent-run timeout when --timeout is not given"),
         Key("agent.max_collect", "1GiB", parse_size, "most bytes of returned content agent-run collects"),
         Key("agent.max_file", "100MiB", parse_size, "largest returned file agent-run puts in the patch"),
+        Key("agent.keep_for", "24h", parse_duration, "lifetime of a sandbox kept after a run that did not succeed"),
         Key("daytona.api_key", None, str, "Daytona API key", env="DAYTONA_API_KEY", secret=True),
         Key("daytona.api_url", None, str, "Daytona API URL", env="DAYTONA_API_URL"),
         Key("daytona.target", None, str, "Daytona target region", env="DAYTONA_TARGET"),

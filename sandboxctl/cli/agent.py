@@ -1,4 +1,4 @@
-"""`sandboxctl agent-run` and `sandboxctl agent send|list|show`.
+"""`sandboxctl agent-run` and `sandboxctl agent send|list|show|logs|cancel`.
 
 The service reports progress only as events; this module turns them into one of
 three views: a rich live view on a terminal, plain pass-through lines off one,
@@ -30,6 +30,7 @@ from sandboxctl.durations import format_duration, parse_duration
 from sandboxctl.envvars import collect_env
 from sandboxctl.errors import UsageError
 from sandboxctl.labels import parse_labels
+from sandboxctl.registry.states import Policy
 from sandboxctl.services.agent_options import DEFAULT_HEARTBEAT_SECONDS, AgentRunOptions, KeepPolicy
 from sandboxctl.services.context import Context
 from sandboxctl.sizes import parse_size
@@ -91,13 +92,26 @@ def step_message(event: dict[str, Any]) -> str | None:
         sandbox = event["sandbox_id"]
         prefix = "warning: " if event["reason"].startswith("deletion failed") else ""
         hint = f"`sandboxctl shell {sandbox}` to look inside, `sandboxctl delete {sandbox}` when done"
-        return f"{prefix}sandbox {sandbox} kept: {event['reason']} ({hint})"
+        if "expires_at" not in event:  # a failed deletion: the sandbox is left to cleanup
+            return f"{prefix}sandbox {sandbox} kept: {event['reason']} ({hint})"
+        return f"{prefix}sandbox {sandbox} kept: {event['reason']}; {_expiry(sandbox, event['expires_at'])}; {hint}"
     if kind == "run.interrupted":
-        return f"{event['signal']} received: collecting the result and finalizing"
+        cause = "cancel requested" if event.get("cancelled") else f"{event['signal']} received"
+        return f"{cause}: collecting the result and finalizing"
     if kind == "run.finished":
         took = _seconds(event["duration_seconds"])
-        return f"{event['status']} (exit {event['exit_code']}) in {took}; summary: {event['summary_path']}"
+        kept = ""
+        if event.get("kept_until"):
+            kept = f"; sandbox {event['sandbox_id']} kept, {_expiry(event['sandbox_id'], event['kept_until'])}"
+        return f"{event['status']} (exit {event['exit_code']}) in {took}; summary: {event['summary_path']}{kept}"
     return None
+
+
+def _expiry(sandbox: str, expires_at: str | None) -> str:
+    """How long a kept sandbox lives, and how to give it longer."""
+    if not expires_at:
+        return "never expires"
+    return f"expires {expires_at} (`sandboxctl extend {sandbox} --ttl DUR` for longer)"
 
 
 def _outcome(event: dict[str, Any]) -> str:
@@ -296,6 +310,23 @@ def agent_run_cmd(
     keep: Annotated[
         KeepPolicy, typer.Option("--keep", help="Keep the sandbox afterwards: on-failure, always or never.")
     ] = KeepPolicy.ON_FAILURE,
+    keep_for: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-for",
+            metavar="DUR",
+            help="A sandbox kept after a run that did not succeed expires DUR after the run (config agent.keep_for).",
+        ),
+    ] = None,
+    ttl: Annotated[
+        str | None, typer.Option("--ttl", metavar="DUR", help="The sandbox's lifetime (as create; default: policy's).")
+    ] = None,
+    idle_timeout: Annotated[
+        str | None, typer.Option("--idle-timeout", metavar="DUR", help="The sandbox's idle timeout (as create).")
+    ] = None,
+    policy: Annotated[
+        Policy, typer.Option("--policy", help="The sandbox's policy: default, extended or permanent (as create).")
+    ] = Policy.DEFAULT,
     env: EnvOption = None,
     env_file: EnvFileOption = None,
     label: LabelOption = None,
@@ -335,6 +366,10 @@ def agent_run_cmd(
         push_branch=push_branch,
         heartbeat_seconds=_heartbeat_seconds(),
         max_collect=parse_size(max_collect) if max_collect is not None else None,
+        keep_for=parse_duration(keep_for) if keep_for is not None else None,
+        ttl=parse_duration(ttl) if ttl is not None else None,
+        idle_timeout=parse_duration(idle_timeout) if idle_timeout is not None else None,
+        policy=policy,
     )
     from sandboxctl.services.agent_run import AgentRunner  # lazy, after parsing: keeps --help free of SQLModel
 
@@ -355,6 +390,11 @@ def agent_run_cmd(
     raise typer.Exit(summary["exit_code"])
 
 
+def _examples(*lines: str) -> str:
+    """A `--help` epilog listing example command lines, kept unwrapped (click's \\b marker)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
 @app.command("send")
 def send_cmd(
     ctx: typer.Context,
@@ -372,13 +412,34 @@ def send_cmd(
         render.emit_json(sent)
 
 
-RUN_COLUMNS = ("RUN", "STATUS", "EXIT", "BACKEND", "SANDBOX", "STARTED", "DURATION", "TASK")
+RUN_COLUMNS = ("RUN", "STATUS", "STATE", "EXIT", "BACKEND", "SANDBOX", "STARTED", "DURATION", "TASK")
 
 
-@app.command("list")
+@app.command(
+    "list",
+    epilog=_examples(
+        "sandboxctl agent list --state running",
+        "sandboxctl agent list --state failed --state timed_out --since 1d",
+        "sandboxctl agent list --state cancelled -q | xargs -n1 sandboxctl agent show",
+    ),
+)
 def list_cmd(
     ctx: typer.Context,
     *,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            metavar="S",
+            help="Only runs in state S (repeatable): running (any run in progress), abandoned, a step "
+            "(pending, preparing, creating, uploading, setup, collecting, pushing, finalizing) or an end "
+            "(succeeded, failed, timed_out, interrupted, cancelled, error).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="DUR", help="Only runs started within DUR of now.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Run ids only, one per line.")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most N runs, newest first.")] = 50,
     json_: JsonOption = False,
 ) -> None:
@@ -386,14 +447,20 @@ def list_cmd(
     from sandboxctl.services.agent_control import list_agent_runs
 
     app: Context = ctx.obj
-    runs = list_agent_runs(app, limit=limit)
+    window = parse_duration(since) if since is not None else None
+    runs = list_agent_runs(app, limit=limit, states=state or (), since=window)
     if json_:
         render.emit_json(runs)
+        return
+    if quiet:
+        for run in runs:
+            render.emit_line(run["run_id"])
         return
     rows = [
         [
             run["run_id"],
             run["status"],
+            run["state"],
             "-" if run["exit_code"] is None else str(run["exit_code"]),
             run["backend"],
             run["sandbox_id"] or "-",
@@ -421,7 +488,80 @@ def show_cmd(
     if json_:
         render.emit_json(run)
         return
-    render.fields({key: _show_value(key, value) for key, value in run.items()})
+    shown = {key: _show_value(key, value) for key, value in run.items()}
+    if run["kept_until"] and run["sandbox_status"] not in (None, "deleted"):
+        shown["kept_until"] = f"{run['kept_until']} (`sandboxctl extend {run['sandbox_id']} --ttl DUR` for longer)"
+    render.fields(shown)
+
+
+@app.command(
+    "logs",
+    epilog=_examples(
+        "sandboxctl agent logs 3f2a9c",
+        'sandboxctl agent logs 3f2a9c --follow; echo "the run exited $?"',
+        "sandboxctl agent logs 3f2a9c --events | jq -c 'select(.type == \"heartbeat\")'",
+    ),
+)
+def logs_cmd(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id or unique prefix.")],
+    *,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Wait for more until the run ends; exit with the run's code.")
+    ] = False,
+    events: Annotated[bool, typer.Option("--events", help="Print the raw JSON-line events instead.")] = False,
+) -> None:
+    """A run's output (its stdout to stdout, its stderr to stderr), while it runs and after."""
+    from sandboxctl.services.agent_logs import final_exit_code, open_run, run_events
+
+    app: Context = ctx.obj
+    run = open_run(app, run_id)
+    for entry in run_events(app, run, follow=follow):
+        if events:
+            sys.stdout.write(entry.line + "\n")
+            sys.stdout.flush()
+        elif (output := entry.output) is not None:
+            stream = sys.stdout if output[0] == "stdout" else sys.stderr
+            stream.write(output[1])
+            stream.flush()
+    if follow:
+        raise typer.Exit(final_exit_code(app, run.id))
+
+
+@app.command(
+    "cancel",
+    epilog=_examples(
+        "sandboxctl agent cancel 3f2a9c",
+        "sandboxctl agent list --state running -q | xargs -n1 sandboxctl agent cancel",
+        "sandboxctl agent cancel 3f2a9c --wait 0s --json",
+    ),
+)
+def cancel_cmd(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id or unique prefix.")],
+    *,
+    wait: Annotated[
+        str, typer.Option("--wait", metavar="DUR", help="How long to wait for the run to finalize (0s: don't).")
+    ] = "1m",
+    json_: JsonOption = False,
+) -> None:
+    """Stop a running agent-run of this host; it finalizes by its --keep policy and records `cancelled`.
+
+    A run that already finished, or that runs on another host, is refused (exit 1)."""
+    from sandboxctl.services.agent_control import cancel_run
+
+    app: Context = ctx.obj
+    run = cancel_run(app, run_id, wait=parse_duration(wait))
+    if json_:
+        render.emit_json(run)
+    status = run["status"]
+    if status == "running":
+        render.message(f"agent-run {run['run_id']}: cancel requested; still finalizing (`sandboxctl agent show`)")
+    elif status == "cancelled":
+        render.message(f"agent-run {run['run_id']} cancelled (its exit code: {run['exit_code']})")
+    else:
+        render.message(f"error: agent-run {run['run_id']} ended as {status} before the cancel reached it")
+        raise typer.Exit(1)
 
 
 def _show_value(key: str, value: Any) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
@@ -48,6 +49,18 @@ def _m005_sandbox_leases(conn: Connection) -> None:
     )
 
 
+def _m006_agent_run_states(conn: Connection) -> None:
+    """The run's state machine position, the kept sandbox's expiry, and `agent cancel`'s request.
+
+    Plain `ADD COLUMN` (SQLite and PostgreSQL); a table that m002/m004 created from today's model has them already.
+    """
+    present = {column["name"] for column in sa_inspect(conn).get_columns("agent_runs")}
+    timestamp = "TIMESTAMP" if conn.dialect.name == "postgresql" else "DATETIME"
+    for name, sql_type in (("state", "VARCHAR"), ("kept_until", timestamp), ("cancel_requested_at", timestamp)):
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE agent_runs ADD COLUMN {name} {sql_type}")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_agent_runs", _create_agent_runs),
@@ -56,6 +69,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     # (and does nothing elsewhere), replacing the run-time `ensure_tables` patch of four call sites.
     ("m004_agent_runs_where_missing", _create_agent_runs),
     ("m005_sandbox_leases", _m005_sandbox_leases),
+    ("m006_agent_run_states", _m006_agent_run_states),
 ]
 
 if len(MIGRATIONS) != SCHEMA_VERSION:  # the reader must know the version without importing SQLModel

@@ -108,6 +108,7 @@ class AgentRunStatus(StrEnum):
     FAILED = "failed"  # setup or agent exited non-zero, or the result could not be collected/pushed
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"  # SIGINT / SIGTERM
+    CANCELLED = "cancelled"  # `sandboxctl agent cancel`
     ERROR = "error"  # sandboxctl could not run the agent (bad repo, backend failure)
 
 
@@ -118,6 +119,7 @@ class AgentRun(SQLModel, table=True):
     id: str = Field(primary_key=True)
     status: str = AgentRunStatus.RUNNING
     step: str = "prepare"  # the step in progress, or `done`
+    state: str | None = None  # services/agent_machine.RunState; None in rows older than m006
     backend: str
     image: str | None = None
     sandbox_id: str | None = None  # sandboxctl's own sandbox id
@@ -145,12 +147,15 @@ class AgentRun(SQLModel, table=True):
     started_at: datetime
     finished_at: datetime | None = None
     duration_seconds: float | None = None
+    kept_until: datetime | None = None  # the kept sandbox's new expiry (--keep-for), None when not kept
+    cancel_requested_at: datetime | None = None  # set by `agent cancel` before it signals the run
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON shape of a run, used by `agent show`, `agent list` and the run summary."""
         return {
             "run_id": self.id,
             "status": self.status,
+            "state": self.state or self.status,
             "step": self.step,
             "exit_code": self.exit_code,
             "backend": self.backend,
@@ -179,4 +184,6 @@ class AgentRun(SQLModel, table=True):
             "started_at": isoformat(self.started_at),
             "finished_at": isoformat(self.finished_at),
             "duration_seconds": self.duration_seconds,
+            "kept_until": isoformat(self.kept_until),
+            "cancel_requested_at": isoformat(self.cancel_requested_at),
         }

@@ -34,7 +34,7 @@ from sandboxctl.registry.states import LIVE_STATUSES, SandboxStatus, sources_of
 
 # The number of migrations in `registry/migrations.py` (checked there at import): a registry
 # at another version is left to the full registry, which migrates it.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SANDBOX_COLUMNS: tuple[str, ...] = (
     "id",

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, text, update
+from sqlalchemy import and_, event, func, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DatabaseError, IntegrityError
@@ -474,9 +474,26 @@ class Registry:
 
         return resolve_ref(ref, AGENT_RUN, by_id=by_id, by_name=None, ids_with_prefix=ids_with_prefix)
 
-    def list_runs(self, *, limit: int | None = None) -> list[AgentRun]:
-        """Newest first."""
-        query = select(AgentRun).order_by(col(AgentRun.started_at).desc())
+    def list_runs(
+        self,
+        *,
+        limit: int | None = None,
+        states: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[AgentRun]:
+        """Newest first; `states` matches the state (or, in rows older than m006, the status); `since`: started at
+        or after it."""
+        query = select(AgentRun).order_by(col(AgentRun.started_at).desc(), col(AgentRun.id).desc())
+        if states is not None:
+            wanted = list(states)
+            query = query.where(
+                or_(
+                    col(AgentRun.state).in_(wanted),
+                    and_(col(AgentRun.state).is_(None), col(AgentRun.status).in_(wanted)),
+                )
+            )
+        if since is not None:
+            query = query.where(col(AgentRun.started_at) >= since)
         if limit is not None:
             query = query.limit(limit)
         with self.reading() as session:

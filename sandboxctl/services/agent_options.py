@@ -7,6 +7,8 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from sandboxctl.registry.states import Policy
+
 DEFAULT_HEARTBEAT_SECONDS = 5.0
 
 
@@ -36,3 +38,8 @@ class AgentRunOptions:
     push_branch: str | None = None
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     max_collect: int | None = None  # bytes of returned content; None: config `agent.max_collect`
+    keep_for: timedelta | None = None  # None: config `agent.keep_for`; a kept sandbox's life after a failed run
+    # The sandbox's own lifetime, as `create` takes it. None: the policy's TTL, never less than the timeout + 1h.
+    ttl: timedelta | None = None
+    idle_timeout: timedelta | None = None
+    policy: Policy = Policy.DEFAULT

@@ -1,16 +1,19 @@
 """`agent-run`: one agent task in a fresh sandbox, from a repository to a patch, always finalized and recorded.
 
-Steps: prepare (host copy of the repo) -> create -> workspace (upload) -> setup
--> agent -> collect (patch) -> push -> finalize (delete or keep). The run's row
-in `agent_runs` is committed before anything else and updated at every step;
-the sandbox carries the label `agent-run.id=<run id>`, so no sandbox exists
-without a record saying why. Progress is reported only as events (services
-never print); the CLI renders them.
+The run is a small state machine (`services/agent_machine.py`): pending -> preparing
+(host copy of the repo) -> creating -> uploading -> setup -> running (the agent)
+-> collecting (patch) -> pushing -> finalizing (delete or keep) -> an end state
+decided by `decide_outcome`. Each move is checked against the table and persisted
+in the run's row, which is committed before anything else; the sandbox carries the
+label `agent-run.id=<run id>`, so no sandbox exists without a record saying why.
+Progress is reported only as events (services never print); the CLI renders them.
 
 Interruption: `AgentRunner.request_stop` (called from the CLI's SIGINT/SIGTERM
 handler) raises `RunInterrupted` while a step is blocked (clone, create, upload,
 setup, agent), which kills the command in the sandbox; collection and
 finalization then run as after a timeout, and are never interrupted themselves.
+A SIGTERM preceded by a recorded `cancel_requested_at` (`agent cancel`) ends the
+run as `cancelled` instead of `interrupted`.
 """
 
 from __future__ import annotations
@@ -18,22 +21,33 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sandboxctl.backends.base import ExecRequest, ExecResult
 from sandboxctl.config import atomic_write
-from sandboxctl.errors import EXIT_TIMEOUT, SandboxctlError, UsageError
+from sandboxctl.durations import isoformat
+from sandboxctl.errors import OperationFailed, SandboxctlError, UsageError
 from sandboxctl.hostid import this_host
-from sandboxctl.registry.models import AgentRun, AgentRunStatus, SandboxRecord
+from sandboxctl.registry.models import AgentRun, SandboxRecord
+from sandboxctl.registry.states import Policy
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services import leases
+from sandboxctl.services.agent_machine import (
+    CANCEL,
+    CommandExit,
+    Outcome,
+    RunFacts,
+    RunState,
+    check_move,
+    decide_outcome,
+)
 from sandboxctl.services.agent_options import AgentRunOptions, KeepPolicy
 from sandboxctl.services.context import Context
 from sandboxctl.services.deletion import SandboxDeletion, delete_sandbox
@@ -64,20 +78,27 @@ class RunInterrupted(BaseException):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class CreatedSandbox:
+    """The run's sandbox once the backend made it: its id there is known from here on."""
+
+    record: SandboxRecord
+    backend_id: str
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
 
-def _exit_code_for(reason: str) -> int:
-    """SIGINT -> 130, SIGTERM -> 143, as a shell reports a command killed by that signal."""
-    try:
-        return 128 + signal.Signals[reason].value
-    except KeyError:
-        return 130
+def _command_exit(result: ExecResult) -> CommandExit:
+    return CommandExit(None if result.timed_out else result.exit_code, timed_out=result.timed_out)
 
 
 class AgentRunner:
     """One run. `run()` returns the summary (the run's JSON record); the CLI may call `request_stop`."""
+
+    record: AgentRun  # the run's row as last saved; set by `run()` before any step
+    events: EventLog  # set by `run()` before any step
 
     def __init__(self, ctx: Context, options: AgentRunOptions, listener: EventListener | None = None) -> None:
         self.ctx = ctx
@@ -85,20 +106,32 @@ class AgentRunner:
         self.listener = listener
         self.run_id = new_sandbox_id()
         self.redact = Redactor(options.env.values())
+        self.state = RunState.PENDING
         self.stop_reason: str | None = None
         self._interruptible = False
         self._clock_start = time.monotonic()
-        self.record: AgentRun | None = None
-        self.events: EventLog | None = None
-        self.sandbox: SandboxRecord | None = None
-        self.uploaded = False
-        self.setup_result: ExecResult | None = None
-        self.agent_result: ExecResult | None = None
-        self.timed_out = False
-        self.interrupted: str | None = None
-        self.failure: BaseException | None = None  # sandboxctl's own failure, re-raised after finalizing
-        self.output_failed = False  # the agent succeeded but its patch or push could not be produced
+        self.facts = RunFacts()  # what the outcome depends on, replaced (never mutated) as steps finish
+        self._created: CreatedSandbox | None = None
+        self._workspace: str | None = None  # set once the workspace is uploaded
+        self._failure: Exception | None = None  # sandboxctl's own failure, re-raised after finalizing
         self.skipped_files: list[dict[str, Any]] = []  # returned files left out of the patch, and why
+
+    # Views of the step results, named as `_collect` reads and writes them.
+    @property
+    def sandbox(self) -> SandboxRecord | None:
+        return self._created.record if self._created is not None else None
+
+    @property
+    def uploaded(self) -> bool:
+        return self._workspace is not None
+
+    @property
+    def output_failed(self) -> bool:
+        return self.facts.output_failed
+
+    @output_failed.setter
+    def output_failed(self, value: bool) -> None:
+        self.facts = replace(self.facts, output_failed=value)
 
     # -- interruption --------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -122,12 +155,24 @@ class AgentRunner:
         finally:
             self._interruptible = False
 
+    def _stop_kind(self, reason: str) -> str:
+        """CANCEL when `agent cancel` recorded its request before signalling; else the signal's name."""
+        if reason != "SIGTERM":
+            return reason
+        try:
+            requested = self.ctx.registry.resolve_run(self.run_id).cancel_requested_at
+        except Exception:  # noqa: BLE001 - an unreadable registry leaves it a plain SIGTERM
+            return reason
+        if requested is None:
+            return reason
+        self.record.cancel_requested_at = requested  # written by `agent cancel`: the summary shows it too
+        return CANCEL
+
     # -- bookkeeping ---------------------------------------------------------
     def _elapsed(self) -> float:
         return round(time.monotonic() - self._clock_start, 3)
 
     def _emit(self, type_: str, **fields: Any) -> None:
-        assert self.events is not None
         self.events.emit(type_, **fields)
 
     def _error_text(self, exc: BaseException) -> str:
@@ -135,15 +180,18 @@ class AgentRunner:
         return self.redact(str(exc) or type(exc).__name__)
 
     def _save(self, **fields: Any) -> None:
-        assert self.record is not None
         for key, value in fields.items():
             setattr(self.record, key, value)
         self.ctx.registry.update_run(self.run_id, **fields)
 
+    def _move(self, target: RunState, **fields: Any) -> None:
+        """The one way the run changes state: checked against the table, persisted with `fields`."""
+        self.state = check_move(self.state, target)
+        self._save(state=str(target), **fields)
+
     @contextmanager
     def _step(self, name: str) -> Iterator[dict[str, Any]]:
         """Record the step's start and outcome in the run's row; the body may set `status` and details."""
-        assert self.record is not None
         entry: dict[str, Any] = {"status": "running", "started_at": timestamp()}
         steps = {**self.record.steps, name: entry}
         self._save(step=name, steps=steps)
@@ -195,6 +243,7 @@ class AgentRunner:
         output_dir = (options.output_dir or settings.paths.data_dir / "runs" / self.run_id).absolute()
         self._validate(source, output_dir)
         timeout: timedelta = options.timeout or settings.get("agent.timeout")
+        keep_for: timedelta = options.keep_for if options.keep_for is not None else settings.get("agent.keep_for")
         output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         files = [output_dir / "events.jsonl"]
         if options.events_path is not None and options.events_path.absolute() != files[0]:
@@ -203,6 +252,7 @@ class AgentRunner:
         self.events = EventLog(self.run_id, files=files, listener=self.listener, redactor=self.redact)
         self.record = AgentRun(
             id=self.run_id,
+            state=str(self.state),
             backend=options.backend,
             image=options.image,
             repo=source.display,
@@ -239,75 +289,96 @@ class AgentRunner:
             with tempfile.TemporaryDirectory(prefix=f"sandboxctl-run-{self.run_id}-") as temp:
                 scratch = Scratch(Path(temp))
                 self._guarded(lambda: self._active(source, scratch, timeout))
+                self._move(RunState.COLLECTING)
                 self._collect(scratch, output_dir)
+                if options.push_branch is not None:
+                    self._move(RunState.PUSHING)
                 self._push(scratch, source)
-            self._finalize()
+            outcome = decide_outcome(self.facts)
+            ended_at = self.ctx.now()  # the run's end: `finished_at`, and what a kept sandbox's expiry counts from
+            self._move(RunState.FINALIZING)
+            self._finalize(outcome, ended_at + keep_for)
         finally:
             heartbeat.stop()
-        summary = self._finish(output_dir)
-        if self.failure is not None:
-            raise self.failure
+        summary = self._finish(output_dir, outcome, ended_at)
+        if self._failure is not None:
+            raise self._failure
         return summary
 
     def _beat(self) -> None:
-        assert self.record is not None
-        self._emit("heartbeat", step=self.record.step, elapsed_seconds=self._elapsed())
+        self._emit("heartbeat", step=self.record.step, state=str(self.state), elapsed_seconds=self._elapsed())
         leases.renew(self.ctx, self.sandbox.id if self.sandbox else None, self.run_id)  # cleanup spares it
 
     def _guarded(self, body: Callable[[], None]) -> None:
         """Run the interruptible steps; whatever stops them is recorded, never lost, and finalizing follows."""
+        stop: str | None = None
         try:
             body()
         except RunInterrupted as exc:
-            self.interrupted = exc.reason
+            stop = exc.reason
         except KeyboardInterrupt:  # no signal handler installed (a library caller): Ctrl-C still finalizes
-            self.interrupted = "SIGINT"
+            stop = "SIGINT"
         except Exception as exc:  # noqa: BLE001 - recorded and re-raised once the sandbox is finalized
-            self.failure = exc
-        if self.interrupted is not None:
-            self._emit("run.interrupted", signal=self.interrupted, step=self.record.step if self.record else None)
-        elif self.failure is not None:
-            message = self._error_text(self.failure)
-            self._emit("run.error", step=self.record.step if self.record else None, error=message)
+            self._failure = exc
+            code = exc.exit_code if isinstance(exc, SandboxctlError) else 1
+            self.facts = replace(self.facts, error_exit_code=code)
+            self._emit("run.error", step=self.record.step, error=self._error_text(exc))
+        if stop is not None:
+            kind = self._stop_kind(stop)
+            self.facts = replace(self.facts, stop=kind)
+            self._emit("run.interrupted", signal=stop, step=self.record.step, cancelled=kind == CANCEL)
+
+    def _sandbox_ttl(self, timeout: timedelta) -> timedelta | None:
+        """`--ttl` as given; else the policy's, never less than the timeout + 1h (no expiry under a running agent)."""
+        if self.options.ttl is not None:
+            return self.options.ttl
+        base = self.ctx.settings.ttl_for(self.options.policy)
+        return None if base is None else max(base, timeout + timedelta(hours=1))
 
     def _active(self, source: RepoSource, scratch: Scratch, timeout: timedelta) -> None:
         options = self.options
+        self._move(RunState.PREPARING)
         with self._step("prepare"), self._interruptible_section():
             base_commit = scratch.prepare(source, options.ref, history=options.push_branch is not None)
             dirty = scratch.uncommitted_changes(source)
         self._save(base_commit=base_commit)
 
+        self._move(RunState.CREATING)
         with self._step("create") as entry:
-            ttl = max(self.ctx.settings.ttl_for("default") or timedelta(0), timeout + timedelta(hours=1))
             create = CreateOptions(
                 backend=options.backend,
                 image=options.image,
                 name=f"agent-run-{self.run_id}",
-                ttl=ttl,  # never expire under a running agent
+                policy=options.policy,
+                ttl=self._sandbox_ttl(timeout),
+                idle_timeout=options.idle_timeout,
                 labels={**options.labels, LABEL_RUN_ID: self.run_id},
             )
             with self._interruptible_section():
-                self.sandbox = create_sandbox(self.ctx, create)
-            entry["sandbox_id"] = self.sandbox.id
-            self._save(sandbox_id=self.sandbox.id, image=self.sandbox.image)
+                record = create_sandbox(self.ctx, create)
+            if record.backend_id is None:
+                raise OperationFailed(f"the {record.backend} backend returned no id for sandbox {record.id}")
+            created = self._created = CreatedSandbox(record, record.backend_id)
+            entry["sandbox_id"] = record.id
+            self._save(sandbox_id=record.id, image=record.image)
         self._emit(
             "sandbox.created",
-            sandbox_id=self.sandbox.id,
-            name=self.sandbox.name,
-            backend=self.sandbox.backend,
-            backend_id=self.sandbox.backend_id,
-            image=self.sandbox.image,
+            sandbox_id=record.id,
+            name=record.name,
+            backend=record.backend,
+            backend_id=record.backend_id,
+            image=record.image,
         )
 
-        backend = self.ctx.backend(self.sandbox.backend)
-        assert self.sandbox.backend_id is not None
+        backend = self.ctx.backend(record.backend)
+        self._move(RunState.UPLOADING)
         with self._step("workspace") as entry:
-            workspace = backend.workspace_path(self.sandbox.backend_id)
+            workspace = backend.workspace_path(created.backend_id)
             archive = scratch.archive({TASK_FILE: options.task.encode(), INBOX_FILE: b""})
             archive_bytes = archive.stat().st_size
             with self._interruptible_section(), archive.open("rb") as stream:
-                backend.upload_archive(self.sandbox.backend_id, workspace, stream)
-            self.uploaded = True
+                backend.upload_archive(created.backend_id, workspace, stream)
+            self._workspace = workspace
             entry["bytes"] = archive_bytes
             self._save(workspace_path=workspace)
         self._emit(
@@ -328,21 +399,22 @@ class AgentRunner:
             "SANDBOXCTL_INBOX": posixpath.join(workspace, INBOX_FILE),
         }
         if options.setup is not None:
-            self.setup_result = self._run_step("setup", ("sh", "-c", options.setup), env, workspace, deadline)
-            if self.setup_result.timed_out or self.setup_result.exit_code != 0:
-                self.timed_out = self.setup_result.timed_out
+            self._move(RunState.SETUP)
+            setup = _command_exit(self._run_step(created, "setup", ("sh", "-c", options.setup), env, deadline))
+            self.facts = replace(self.facts, setup=setup)
+            if setup.timed_out or setup.exit_code != 0:
                 return
         else:
             self._emit("setup.finished", skipped=True, exit_code=None)
-        self.agent_result = self._run_step("agent", options.command, env, workspace, deadline)
-        self.timed_out = self.agent_result.timed_out
+        self._move(RunState.RUNNING)
+        agent = _command_exit(self._run_step(created, "agent", options.command, env, deadline))
+        self.facts = replace(self.facts, agent=agent)
 
     def _run_step(
-        self, name: str, command: tuple[str, ...], env: dict[str, str], workspace: str, deadline: float
+        self, sandbox: CreatedSandbox, name: str, command: tuple[str, ...], env: dict[str, str], deadline: float
     ) -> ExecResult:
         """Run setup or the agent: output streamed as `<name>.output` events, bounded by the run's deadline."""
-        assert self.sandbox is not None and self.sandbox.backend_id is not None
-        backend = self.ctx.backend(self.sandbox.backend)
+        backend = self.ctx.backend(sandbox.record.backend)
         streams = {"stdout": StreamRedactor(self.redact), "stderr": StreamRedactor(self.redact)}
 
         def sink(stream: str) -> Any:
@@ -358,35 +430,38 @@ class AgentRunner:
             on_stdout=sink("stdout"),
             on_stderr=sink("stderr"),
             env=env,
-            workdir=workspace,
+            workdir=self._workspace,
             timeout_seconds=max(deadline - time.monotonic(), 0.001),
         )
         self._emit(f"{name}.started", command=[self.redact(arg) for arg in command])
         started = time.monotonic()
-        result: ExecResult | None = None
-        interrupted: str | None = None
+
+        def ended(entry: dict[str, Any], result: ExecResult | None, interrupted: str | None) -> None:
+            for stream, redactor in streams.items():
+                if text := redactor.flush():
+                    self._emit(f"{name}.output", stream=stream, text=text)
+            outcome = {
+                "exit_code": result.exit_code if result and not result.timed_out else None,
+                "timed_out": bool(result and result.timed_out),
+                "interrupted": interrupted,
+                "duration_seconds": round(time.monotonic() - started, 3),
+            }
+            entry.update(outcome)
+            if result is not None:
+                entry["status"] = "timed_out" if result.timed_out else "ok" if result.exit_code == 0 else "failed"
+            self._emit("agent.exited" if name == "agent" else f"{name}.finished", **outcome)
+
         with self._step(name) as entry:
             try:
                 with self._interruptible_section():
-                    result = backend.exec(self.sandbox.backend_id, request)
+                    result = backend.exec(sandbox.backend_id, request)
             except RunInterrupted as exc:
-                interrupted = exc.reason
+                ended(entry, None, exc.reason)
                 raise
-            finally:
-                for stream, redactor in streams.items():
-                    if text := redactor.flush():
-                        self._emit(f"{name}.output", stream=stream, text=text)
-                outcome = {
-                    "exit_code": result.exit_code if result and not result.timed_out else None,
-                    "timed_out": bool(result and result.timed_out),
-                    "interrupted": interrupted,
-                    "duration_seconds": round(time.monotonic() - started, 3),
-                }
-                entry.update(outcome)
-                if result is not None:
-                    entry["status"] = "timed_out" if result.timed_out else "ok" if result.exit_code == 0 else "failed"
-                self._emit("agent.exited" if name == "agent" else f"{name}.finished", **outcome)
-        assert result is not None
+            except BaseException:
+                ended(entry, None, None)
+                raise
+            ended(entry, result, None)
         return result
 
     # -- after the agent -----------------------------------------------------
@@ -428,22 +503,12 @@ class AgentRunner:
         )
         return CollectLimits(max_file=settings.get("agent.max_file"), max_total=max_total)
 
-    def _agent_succeeded(self) -> bool:
-        return (
-            self.interrupted is None
-            and self.failure is None
-            and not self.timed_out
-            and self.agent_result is not None
-            and self.agent_result.exit_code == 0
-        )
-
     def _push(self, scratch: Scratch, source: RepoSource) -> None:
         branch = self.options.push_branch
-        if branch is None:
+        if branch is None or source.origin is None:  # a push branch without origin is refused in _validate
             return
-        assert self.record is not None and source.origin is not None
         push: dict[str, Any] = {"branch": branch, "remote": source.display, "commit": None, "pushed": False}
-        if not self._agent_succeeded() or self.output_failed:
+        if decide_outcome(self.facts).state is not RunState.SUCCEEDED:
             push["skip_reason"] = "the agent did not succeed"
         elif not self.record.changed_files:
             push["skip_reason"] = "no changes"
@@ -460,31 +525,6 @@ class AgentRunner:
         self._save(push=push)
         self._emit("push.finished", **push)
 
-    def _status(self) -> AgentRunStatus:
-        if self.interrupted is not None:
-            return AgentRunStatus.INTERRUPTED
-        if self.timed_out:
-            return AgentRunStatus.TIMED_OUT
-        if self.failure is not None:
-            return AgentRunStatus.ERROR
-        if self._agent_succeeded() and not self.output_failed:
-            return AgentRunStatus.SUCCEEDED
-        return AgentRunStatus.FAILED
-
-    def _exit_code(self) -> int:
-        if self.interrupted is not None:
-            return _exit_code_for(self.interrupted)
-        if self.timed_out:
-            return EXIT_TIMEOUT
-        if self.setup_result is not None and self.setup_result.exit_code != 0:
-            return self.setup_result.exit_code
-        if self.agent_result is not None:
-            if self.agent_result.exit_code == 0 and self.output_failed:
-                return 1
-            return self.agent_result.exit_code
-        failure = self.failure
-        return failure.exit_code if isinstance(failure, SandboxctlError) else 1
-
     def _find_sandbox(self) -> SandboxRecord | None:
         """The run's sandbox, even if an interruption came between its creation and `create_sandbox` returning."""
         if self.sandbox is not None:
@@ -492,22 +532,35 @@ class AgentRunner:
         found = self.ctx.registry.list_live(selector={LABEL_RUN_ID: self.run_id})
         return found[0] if found else None
 
-    def _finalize(self) -> None:
-        assert self.record is not None
+    def _keep_until(self, sandbox: SandboxRecord, outcome: Outcome, until: datetime) -> datetime | None:
+        """A sandbox kept after a run that did not succeed expires at `until` (its record's expiry moves);
+        one kept after a success, or of policy `permanent`, keeps the lifetime it was created with."""
+        if outcome.state is RunState.SUCCEEDED or sandbox.policy == Policy.PERMANENT:
+            return None
+        self.ctx.registry.update_fields(sandbox.id, expires_at=until)
+        return until
+
+    def _finalize(self, outcome: Outcome, keep_until: datetime) -> None:
         sandbox = self._find_sandbox()
         if sandbox is None:
             return
-        status = self._status()
         policy = self.options.keep
         keep_reason: str | None = None
         if policy is KeepPolicy.ALWAYS:
             keep_reason = "--keep always"
-        elif policy is KeepPolicy.ON_FAILURE and status is not AgentRunStatus.SUCCEEDED:
-            keep_reason = f"run {status} (--keep on-failure keeps it for debugging)"
+        elif policy is KeepPolicy.ON_FAILURE and outcome.state is not RunState.SUCCEEDED:
+            keep_reason = f"run {outcome.state} (--keep on-failure keeps it for debugging)"
         if keep_reason is not None:
             deletion = SandboxDeletion(sandbox.id, False, "kept", skipped=True, skip_reason=keep_reason)
-            self._save(sandbox_deletion=deletion.to_json())
-            self._emit("sandbox.kept", sandbox_id=sandbox.id, reason=keep_reason, sandbox_deletion=deletion.to_json())
+            until = self._keep_until(sandbox, outcome, keep_until)
+            self._save(sandbox_deletion=deletion.to_json(), kept_until=until)
+            self._emit(
+                "sandbox.kept",
+                sandbox_id=sandbox.id,
+                reason=keep_reason,
+                expires_at=isoformat(until if until is not None else sandbox.expires_at),
+                sandbox_deletion=deletion.to_json(),
+            )
             return
         with self._step("finalize") as entry:
             try:
@@ -525,20 +578,17 @@ class AgentRunner:
             reason = f"deletion failed: {deletion.error}"
             self._emit("sandbox.kept", sandbox_id=sandbox.id, reason=reason, sandbox_deletion=deletion.to_json())
 
-    def _finish(self, output_dir: Path) -> dict[str, Any]:
-        assert self.record is not None and self.events is not None
-        status = self._status()
-        finished = self.ctx.now()
+    def _finish(self, output_dir: Path, outcome: Outcome, ended_at: datetime) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "status": str(status),
+            "status": str(outcome.state),
             "step": "done",
-            "exit_code": self._exit_code(),
-            "finished_at": finished,
+            "exit_code": outcome.exit_code,
+            "finished_at": ended_at,
             "duration_seconds": self._elapsed(),
         }
-        if self.failure is not None and self.record.error is None:
-            fields["error"] = self._error_text(self.failure)
-        self._save(**fields)
+        if self._failure is not None and self.record.error is None:
+            fields["error"] = self._error_text(self._failure)
+        self._move(outcome.state, **fields)
         summary = self.record.to_json()
         summary_path = output_dir / "summary.json"
         summary.update(summary_path=str(summary_path), events_path=str(output_dir / "events.jsonl"))
@@ -550,6 +600,8 @@ class AgentRunner:
             exit_code=summary["exit_code"],
             duration_seconds=summary["duration_seconds"],
             summary_path=str(summary_path),
+            sandbox_id=summary["sandbox_id"],
+            kept_until=summary["kept_until"],
         )
         self.events.close()
         return summary
