@@ -518,12 +518,9 @@ def logs_cmd(
     run = open_run(app, run_id)
     for entry in run_events(app, run, follow=follow):
         if events:
-            sys.stdout.write(entry.line + "\n")
-            sys.stdout.flush()
+            render.emit_text(entry.line + "\n")
         elif (output := entry.output) is not None:
-            stream = sys.stdout if output[0] == "stdout" else sys.stderr
-            stream.write(output[1])
-            stream.flush()
+            render.emit_text(output[1], stderr=output[0] != "stdout")
     if follow:
         raise typer.Exit(final_exit_code(app, run.id))
 

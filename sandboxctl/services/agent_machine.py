@@ -12,9 +12,8 @@ import signal
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sandboxctl.errors import SandboxctlError
+from sandboxctl.errors import EXIT_TIMEOUT, SandboxctlError
 
-EXIT_TIMEOUT = 124
 EXIT_CANCELLED = 130  # as a shell reports a command stopped by Ctrl-C: the user asked for it to stop
 CANCEL = "cancel"  # the stop reason of `agent cancel` (a SIGTERM preceded by a recorded request)
 

@@ -62,7 +62,7 @@ def test_an_old_registry_gains_the_state_columns(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         for column in ("state", "kept_until", "cancel_requested_at"):
             conn.execute(f"ALTER TABLE agent_runs DROP COLUMN {column}")
-        conn.execute("DELETE FROM schema_migrations WHERE name = 'm004_agent_run_states'")
+        conn.execute("DELETE FROM schema_migrations WHERE name = 'm006_agent_run_states'")
         conn.execute("PRAGMA user_version=3")
     Registry(f"sqlite:///{path}").engine.dispose()
     with sqlite3.connect(path) as conn:
