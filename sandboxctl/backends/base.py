@@ -37,11 +37,22 @@ class NotFound(BackendError):
 
 
 class Transient(BackendError):
-    """A failure worth retrying with backoff: 429, 5xx, a dropped connection."""
+    """A failure worth retrying with backoff: 429, 5xx, a dropped connection.
+
+    `retry_after`: the seconds the server asked us to wait (HTTP Retry-After), if it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(BackendUnavailable):
     """The backend cannot be reached or rejects our credentials (exit 4)."""
+
+
+class Unresponsive(Unavailable):
+    """The backend took the request but did not answer in time: retried, and exit 4 once retries run out."""
 
 
 class BackendState(StrEnum):
