@@ -322,8 +322,8 @@ class DaytonaBackend:
 
         where = _display_url(self.api_url)
         status = getattr(exc, "status_code", None) or None  # 0: no HTTP answer at all (the SDK's TLS failure)
-        if status is None and isinstance(exc, httpx.HTTPStatusError):
-            status = exc.response.status_code
+        if status is None:  # the WebSocket upgrade (httpx_ws) and httpx raise with the response attached
+            status = next((code for code in map(_response_status, _chain(exc)) if code is not None), None)
         text = self._scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
         message = " ".join(text.split())[:300]  # one line, even when a proxy answers with an HTML page
         if status in (401, 403):
@@ -655,12 +655,19 @@ class DaytonaBackend:
         return bytes(data or b"")
 
 
+def _response_status(exc: BaseException) -> int | None:
+    code = getattr(getattr(exc, "response", None), "status_code", None)
+    return code if isinstance(code, int) else None
+
+
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds from an HTTP `Retry-After: N` header, when the server sent one."""
-    headers = getattr(exc, "headers", None) or {}
-    with contextlib.suppress(AttributeError, TypeError, ValueError):
-        value = next((v for k, v in dict(headers).items() if str(k).lower() == "retry-after"), None)
-        return float(value) if value is not None else None
+    for cause in _chain(exc):
+        headers = getattr(cause, "headers", None) or getattr(getattr(cause, "response", None), "headers", None) or {}
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            value = next((v for k, v in dict(headers).items() if str(k).lower() == "retry-after"), None)
+            if value is not None:
+                return float(value)
     return None
 
 
