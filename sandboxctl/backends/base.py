@@ -21,10 +21,16 @@ EXEC_TOKEN_VAR = "SANDBOXCTL_EXEC_TOKEN"
 
 
 def kill_by_token_script(token: str) -> str:
-    """A POSIX sh script killing every process whose environment holds this exec's token."""
+    """A POSIX sh script killing every process whose environment holds this exec's token.
+
+    All of them are stopped before any is killed: killed one by one, a shell whose child
+    (`sleep`) died first would run its next command before its own turn came. Three rounds
+    catch a child forked while the first was being collected.
+    """
     return (
-        f'for d in /proc/[0-9]*; do grep -q "{EXEC_TOKEN_VAR}={token}" "$d/environ" 2>/dev/null '
-        '&& kill -9 "${d#/proc/}"; done; true'
+        "for round in 1 2 3; do pids=; for d in /proc/[0-9]*; do "
+        f'grep -q "{EXEC_TOKEN_VAR}={token}" "$d/environ" 2>/dev/null && pids="$pids ${{d#/proc/}}"; done; '
+        '[ -z "$pids" ] && break; kill -STOP $pids 2>/dev/null; kill -9 $pids 2>/dev/null; done; true'
     )
 
 
