@@ -14,7 +14,8 @@ It is the test boundary, not a mock of our code: the real SDK talks real HTTP to
 
 Knobs (attributes, or `POST /_standin/config` when run as a script):
 - `faults`, per endpoint (method + path regex), `times` times (-1: for ever), each
-  matching request hit with probability `chance` (seeded: `StandIn.random`):
+  matching request hit with probability `chance` (seeded: `StandIn.random`) or only
+  every `every`-th one:
   answer an HTTP `status` (429 with `retry_after` sends `Retry-After`), `delay` the
   answer by seconds (slow), `drop` the connection before handling (a reset),
   `lose` the answer after handling (the request took effect, the client never hears),
@@ -96,6 +97,8 @@ class Fault:
     drop: bool = False
     lose: bool = False
     chance: float = 1.0
+    every: int = 0  # fire only on every Nth request this fault sees (deterministic share; 0: each one)
+    seen: int = 0
     # The error message; `{authorization}` is replaced by the request's Authorization header, as a
     # careless proxy might echo it (the adapter must scrub the key from every message).
     message: str = "injected fault"
@@ -336,6 +339,9 @@ class StandIn:
                 if fault.times != 0 and fault.matches(method, path):
                     if fault.chance < 1.0 and self.random.random() >= fault.chance:
                         continue
+                    fault.seen += 1
+                    if fault.every and fault.seen % fault.every:
+                        continue
                     if fault.times > 0:
                         fault.times -= 1
                     return fault
@@ -442,6 +448,8 @@ class _Handler(BaseHTTPRequestHandler):
             standin.requests.append(record)
         self._lose_answer = False
         fault = standin.take_fault(method, path)
+        if fault is not None:
+            record["fault"] = fault.status or ("silence" if fault.silence else "drop" if fault.drop else "lose/delay")
         if fault is not None and fault.delay:
             standin.released.wait(fault.delay)
         if fault is not None and fault.silence:
