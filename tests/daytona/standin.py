@@ -739,13 +739,13 @@ class _Handler(BaseHTTPRequestHandler):
         stdin = command.process.stdin
         if command.exit_code is not None or stdin is None:
             return self._fail(410, "command already completed", "COMMAND_ALREADY_COMPLETED", "DAYTONA_DAEMON")
+        if not command.suppress_echo:  # echoed as received, before the command can answer it
+            command.append(STDOUT_PREFIX, data.encode())
         try:
             stdin.write(data.encode())
             stdin.flush()
         except (BrokenPipeError, ValueError):
             return self._fail(410, "command already completed", "COMMAND_ALREADY_COMPLETED", "DAYTONA_DAEMON")
-        if not command.suppress_echo:
-            command.append(STDOUT_PREFIX, data.encode())
         self._send(200, b"")
 
     def _follow(self, command: StandInCommand) -> None:
