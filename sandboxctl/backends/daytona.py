@@ -84,10 +84,7 @@ REQUEST_TIMEOUT = 20.0  # seconds one control-plane request may take; a dead API
 CREATE_TIMEOUT = 300.0  # building an image into a snapshot on first use takes minutes
 TRANSFER_TIMEOUT = 600  # seconds for one archive upload or download
 HELPER_TIMEOUT = 120  # seconds for our own helper commands (tar, rm, kill)
-# `process.exec` with no timeout lets the daemon apply its own default (360 s or 10 s depending on
-# its version), so "no limit" is sent as a week.
-NO_LIMIT_SECONDS = 7 * 24 * 3600
-RETRY_WITHIN_SECONDS = 25.0  # one call's retries; under the contract's 30 s "a dead API gives up"
+RETRY_WITHIN_SECONDS = 20.0  # one call's retries; well under the contract's 30 s "a dead API gives up"
 RETRY_BUDGET_SECONDS = 60.0  # all retrying of one backend object (one CLI command)
 STDIN_CHUNK = 12 * 1024  # bytes of stdin per input line (16 KiB of base64): small enough to stay live
 EXIT_CODE_WAIT = 10.0  # seconds to wait for the exit code once the output stream has ended
