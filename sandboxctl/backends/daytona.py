@@ -17,7 +17,7 @@ this module. Three of its habits are tamed here, because a CLI must not hang:
 
 Retries: every SDK call goes through `_call`, which retries transient failures
 (429 honouring Retry-After, 5xx, a dropped or reset connection, a read timeout)
-with the one tenacity policy of `sandboxctl.retry` that deletion also uses: each
+with the one tenacity policy of `sandboxctl.backends.retry` that deletion also uses: each
 call within `RETRY_WITHIN_SECONDS`, and one backend object (one CLI command) spends
 at most `RETRY_BUDGET_SECONDS` retrying in all. Calls that are not idempotent are
 made safe to repeat: a create is looked up by its `sandboxctl.id` label before it is
@@ -69,9 +69,9 @@ from sandboxctl.backends.base import (
     Unresponsive,
     kill_by_token_script,
 )
+from sandboxctl.backends.retry import transient_retrying
 from sandboxctl.errors import SandboxctlError, UsageError
 from sandboxctl.labels import LABEL_ID, matches
-from sandboxctl.retry import transient_retrying
 
 if TYPE_CHECKING:
     from daytona import CreateSandboxFromImageParams, CreateSandboxFromSnapshotParams, Daytona, Sandbox

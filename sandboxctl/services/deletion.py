@@ -13,10 +13,10 @@ from typing import Any, Protocol
 from tenacity import RetryError
 
 from sandboxctl.backends.base import Backend, NotFound, Unavailable
+from sandboxctl.backends.retry import RETRY_WITHIN_SECONDS, transient_retrying
 from sandboxctl.errors import SandboxctlError
 from sandboxctl.labels import LABEL_ID
 from sandboxctl.registry.states import SandboxStatus
-from sandboxctl.retry import RETRY_WITHIN_SECONDS, transient_retrying
 
 
 class DeletableRecord(Protocol):

@@ -221,7 +221,7 @@ def test_a_transient_error_that_outlasts_the_window_is_transient(
 def test_delete_is_retried_through_two_transient_500s(
     standin: StandIn, sb_backend: DaytonaBackend, sb_sandbox: str
 ) -> None:
-    """The one retry policy (sandboxctl.retry, tenacity): deletion on top of the adapter's own retries."""
+    """The one retry policy (sandboxctl.backends.retry, tenacity): deletion on top of the adapter's own retries."""
     standin.add_fault(method="DELETE", path="^/api/sandbox/", status=500, times=2)
     deletion = remove_backend_resource(sb_backend, "any-record", sb_sandbox)
     assert (deletion.success, deletion.error) == (True, None)

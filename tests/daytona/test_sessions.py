@@ -233,10 +233,14 @@ def test_a_transient_failure_on_any_call_is_retried(
     standin.sandboxes[sb_sandbox].state = "stopped"  # so the next call starts it first
     standin.add_fault(method=method, path=path, times=1, **fault)
     if "files" in path or "execute" in path:
-        sb_backend.upload_archive(sb_sandbox, workspace, _tar("notes.txt", b"kept"))
-        with tarfile.open(fileobj=io.BytesIO(sb_backend.download_archive(sb_sandbox, f"{workspace}/notes.txt"))) as tar:
-            member = tar.extractfile("notes.txt")
-            assert member is not None and member.read() == b"kept"
+        sb_backend.upload_archive(sb_sandbox, workspace, io.BytesIO(_tar("notes.txt", b"kept")))
+        with (
+            sb_backend.download_archive(sb_sandbox, f"{workspace}/notes.txt") as stream,
+            tarfile.open(fileobj=stream, mode="r|") as tar,
+        ):
+            member = next(iter(tar))
+            extracted = tar.extractfile(member)
+            assert member.name == "notes.txt" and extracted is not None and extracted.read() == b"kept"
     elif path == "^/api/sandbox$":
         assert [s.backend_id for s in sb_backend.list_owned()] == [sb_sandbox]
     else:
