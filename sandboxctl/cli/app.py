@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sandboxctl import __version__
-from sandboxctl.cli import agent, cleanup, config_cmd, create, delete, exec_, render, shell, status
+from sandboxctl.cli import agent, cleanup, config_cmd, cp, create, delete, exec_, render, shell, status
 from sandboxctl.config import Settings
 from sandboxctl.services.context import Context
 
@@ -50,6 +50,7 @@ app.command("create")(create.create_cmd)
 # Options go before `--`; everything after it is the command, untouched.
 app.command("exec")(exec_.exec_cmd)
 app.command("shell", epilog=shell.EXAMPLES)(shell.shell_cmd)
+app.command("cp", epilog=cp.EXAMPLES)(cp.cp_cmd)
 app.command("status")(status.status_cmd)
 app.command("delete")(delete.delete_cmd)
 app.command("cleanup")(cleanup.cleanup_cmd)
