@@ -10,13 +10,6 @@ import typer
 from sandboxctl.cli import render
 from sandboxctl.cli.options import JsonOption
 
-EXAMPLES = """\b
-Examples:
-  sandboxctl cp tour:/workspace/out.log .      # a file out of a sandbox
-  sandboxctl cp ./fix/ tour:/workspace/src     # a directory in
-  sandboxctl cp tour:/etc - | tar -tv          # a tar on stdout (`-` on the left reads one from stdin)
-"""
-
 
 def cp_cmd(
     ctx: typer.Context,
