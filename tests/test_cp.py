@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def sandbox(request: pytest.FixtureRequest, cli: Cli) -> Iterator[str]:
     cli("delete", sandbox_id)
 
 
+@pytest.fixture
+def root(cli: Cli, sandbox: str, tmp_path: Path) -> str:
+    """A directory of this test's own in the sandbox (a local sandbox's paths are the host's)."""
+    if cli.ok("status", sandbox, "--json").json()["backend"] == "local":
+        return str(tmp_path / "in-sandbox")
+    return f"/tmp/{uuid.uuid4().hex}"
+
+
 def _tree(root: Path) -> Path:
     (root / "src" / "sub").mkdir(parents=True)
     (root / "src" / "run.sh").write_text("#!/bin/sh\necho hi\n")
@@ -46,13 +55,15 @@ def _tree(root: Path) -> Path:
     return root / "src"
 
 
-def test_cp_round_trips_files_and_directories_with_their_modes(cli: Cli, sandbox: str, tmp_path: Path) -> None:
+def test_cp_round_trips_files_and_directories_with_their_modes(
+    cli: Cli, sandbox: str, root: str, tmp_path: Path
+) -> None:
     src = _tree(tmp_path)
-    cli.ok("cp", str(src), f"{sandbox}:/tmp/in")  # a missing DEST: created with SRC's content
-    listing = cli.ok("exec", sandbox, "--", "ls", "-l", "/tmp/in/run.sh", "/tmp/in/secret").stdout
+    cli.ok("cp", str(src), f"{sandbox}:{root}/in")  # a missing DEST: created with SRC's content
+    listing = cli.ok("exec", sandbox, "--", "ls", "-l", f"{root}/in/run.sh", f"{root}/in/secret").stdout
     assert "-rwxr-x---" in listing and "-rw-------" in listing, listing
     out = tmp_path / "out"
-    cli.ok("cp", f"{sandbox}:/tmp/in", str(out))
+    cli.ok("cp", f"{sandbox}:{root}/in", str(out))
     assert (out / "run.sh").read_text() == "#!/bin/sh\necho hi\n"
     assert (_mode(out), _mode(out / "run.sh"), _mode(out / "secret"), _mode(out / "sub")) == (
         _mode(src),
@@ -63,86 +74,93 @@ def test_cp_round_trips_files_and_directories_with_their_modes(cli: Cli, sandbox
     assert (out / "sub" / "x").read_text() == "x"
 
 
-def test_cp_follows_docker_cp_rules_for_existing_directories(cli: Cli, sandbox: str, tmp_path: Path) -> None:
+def test_cp_follows_docker_cp_rules_for_existing_directories(cli: Cli, sandbox: str, root: str, tmp_path: Path) -> None:
     src = _tree(tmp_path)
-    cli.ok("exec", sandbox, "--", "mkdir", "-p", "/tmp/dir")
-    cli.ok("cp", str(src), f"{sandbox}:/tmp/dir")  # an existing directory: SRC goes inside it
-    cli.ok("cp", f"{src}/.", f"{sandbox}:/tmp/dir")  # `/.`: the content is merged
-    cli.ok("cp", str(src / "secret"), f"{sandbox}:/tmp/dir/renamed")  # a file to a missing name: renamed
-    found = cli.ok("exec", sandbox, "--", "sh", "-c", "cd /tmp/dir && find . | sort").stdout.split()
+    cli.ok("exec", sandbox, "--", "mkdir", "-p", f"{root}/dir")
+    cli.ok("cp", str(src), f"{sandbox}:{root}/dir")  # an existing directory: SRC goes inside it
+    cli.ok("cp", f"{src}/.", f"{sandbox}:{root}/dir")  # `/.`: the content is merged
+    cli.ok("cp", str(src / "secret"), f"{sandbox}:{root}/dir/renamed")  # a file to a missing name: renamed
+    found = cli.ok("exec", sandbox, "--", "sh", "-c", f"cd {root}/dir && find . | sort").stdout.split()
     assert {"./src/run.sh", "./run.sh", "./sub/x", "./renamed"} <= set(found), found
 
     dest = tmp_path / "dest"
     dest.mkdir()
-    cli.ok("cp", f"{sandbox}:/tmp/dir/renamed", str(dest))  # into an existing directory
-    cli.ok("cp", f"{sandbox}:/tmp/dir/src/.", str(dest))  # content merged
-    cli.ok("cp", f"{sandbox}:/tmp/dir/src", str(dest))  # the directory inside
+    cli.ok("cp", f"{sandbox}:{root}/dir/renamed", str(dest))  # into an existing directory
+    cli.ok("cp", f"{sandbox}:{root}/dir/src/.", str(dest))  # content merged
+    cli.ok("cp", f"{sandbox}:{root}/dir/src", str(dest))  # the directory inside
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == sorted(
         ["renamed", "run.sh", "secret", "sub", "sub/x", "src", "src/run.sh", "src/secret", "src/sub", "src/sub/x"]
     )
     (dest / "file").write_text("old")
-    cli.ok("cp", f"{sandbox}:/tmp/dir/renamed", str(dest / "file"))  # an existing file: replaced
+    cli.ok("cp", f"{sandbox}:{root}/dir/renamed", str(dest / "file"))  # an existing file: replaced
     assert (dest / "file").read_text() == "s"
 
 
 @pytest.mark.parametrize(
     ("args", "code"),
     [
-        (["{sb}:/tmp", "{sb}:/tmp"], 2),  # a sandbox on both sides
+        (["{sb}:{root}", "{sb}:{root}"], 2),  # a sandbox on both sides
         (["a", "b"], 2),  # on neither
-        (["{tmp}/missing", "{sb}:/tmp"], 2),  # no such host file
+        (["{tmp}/missing", "{sb}:{root}"], 2),  # no such host file
         (["{sb}:/no/such", "{tmp}/x"], 1),  # no such sandbox file
         (["nosuchsandbox:/tmp", "{tmp}/x"], 3),
-        (["{sb}:/tmp/f", "{tmp}/nodir/"], 1),  # DEST/ must be an existing directory
-        (["{sb}:/tmp", "{tmp}/file"], 1),  # a directory onto a file
+        (["{sb}:{root}/f", "{tmp}/nodir/"], 1),  # DEST/ must be an existing directory
+        (["{sb}:{root}", "{tmp}/file"], 1),  # a directory onto a file
     ],
 )
 def test_cp_bad_input_is_one_error_line_and_writes_nothing(
-    cli: Cli, sandbox: str, tmp_path: Path, args: list[str], code: int
+    cli: Cli, sandbox: str, root: str, tmp_path: Path, args: list[str], code: int
 ) -> None:
-    cli.ok("exec", sandbox, "--", "touch", "/tmp/f")
+    cli.ok("exec", sandbox, "--", "sh", "-c", f"mkdir -p {root} && touch {root}/f")
     (tmp_path / "file").write_text("kept")
     before = sorted(tmp_path.iterdir())
-    result = cli("cp", *(a.format(sb=sandbox, tmp=tmp_path) for a in args))
+    result = cli("cp", *(a.format(sb=sandbox, tmp=tmp_path, root=root) for a in args))
     assert result.returncode == code, result
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, result.stderr
     assert sorted(tmp_path.iterdir()) == before and (tmp_path / "file").read_text() == "kept"
 
 
-def test_cp_dash_streams_a_tar_both_ways(cli: Cli, sandbox: str, tmp_path: Path) -> None:
+def test_cp_dash_streams_a_tar_both_ways(cli: Cli, sandbox: str, root: str, tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         info = tarfile.TarInfo("hello/world.txt")
         info.size, info.mode = 5, 0o640
         archive.addfile(info, io.BytesIO(b"hello"))
-    result = _run(cli, "cp", "-", f"{sandbox}:/tmp/fromtar", stdin=buffer.getvalue())
+    result = _run(cli, "cp", "-", f"{sandbox}:{root}/fromtar", stdin=buffer.getvalue())
     assert result.returncode == 0, result.stderr
-    out = _run(cli, "cp", f"{sandbox}:/tmp/fromtar", "-")
+    out = _run(cli, "cp", f"{sandbox}:{root}/fromtar", "-")
     assert out.returncode == 0, out.stderr
     with tarfile.open(fileobj=io.BytesIO(out.stdout), mode="r") as archive:
         member = archive.getmember("fromtar/hello/world.txt")
         assert (archive.extractfile(member).read(), member.mode & 0o777) == (b"hello", 0o640)  # type: ignore[union-attr]
 
 
-def test_cp_out_never_writes_through_a_link_from_the_sandbox(cli: Cli, sandbox: str, tmp_path: Path) -> None:
+def test_cp_out_never_writes_through_a_link_from_the_sandbox(cli: Cli, sandbox: str, root: str, tmp_path: Path) -> None:
     """A sandbox makes `d/l` a link to a host directory; a later copy with `d/l/` as a directory must not
     write into that host directory."""
     victim = tmp_path / "victim"
     victim.mkdir()
     cli.ok(
-        "exec", sandbox, "--", "sh", "-c", f"mkdir -p /tmp/d && ln -s {victim} /tmp/d/l && ln -s /etc/passwd /tmp/d/p"
+        "exec",
+        sandbox,
+        "--",
+        "sh",
+        "-c",
+        f"mkdir -p {root}/d && ln -s {victim} {root}/d/l && ln -s /etc/passwd {root}/d/p",
     )
     dest = tmp_path / "dest"
-    cli.ok("cp", f"{sandbox}:/tmp/d", str(dest))
+    cli.ok("cp", f"{sandbox}:{root}/d", str(dest))
     assert os.readlink(dest / "l") == str(victim)  # kept as a link, never followed
-    cli.ok("exec", sandbox, "--", "sh", "-c", "rm /tmp/d/l /tmp/d/p && mkdir /tmp/d/l && echo pwned > /tmp/d/l/x")
-    cli.ok("exec", sandbox, "--", "sh", "-c", "echo pwned > /tmp/d/p")
-    cli.ok("cp", f"{sandbox}:/tmp/d/.", str(dest))
+    cli.ok(
+        "exec", sandbox, "--", "sh", "-c", f"rm {root}/d/l {root}/d/p && mkdir {root}/d/l && echo pwned > {root}/d/l/x"
+    )
+    cli.ok("exec", sandbox, "--", "sh", "-c", f"echo pwned > {root}/d/p")
+    cli.ok("cp", f"{sandbox}:{root}/d/.", str(dest))
     assert list(victim.iterdir()) == []
     assert (dest / "l" / "x").read_text() == "pwned\n" and not (dest / "l").is_symlink()
     assert not (dest / "p").is_symlink() and (dest / "p").read_text() == "pwned\n"
     (tmp_path / "target").symlink_to(victim / "file")  # DEST itself a link: replaced, not written through
-    cli.ok("cp", f"{sandbox}:/tmp/d/p", str(tmp_path / "target"))
+    cli.ok("cp", f"{sandbox}:{root}/d/p", str(tmp_path / "target"))
     assert not (victim / "file").exists() and (tmp_path / "target").read_text() == "pwned\n"
 
 

@@ -105,19 +105,22 @@ def _copy_in(ctx: Context, ref: str, source: Endpoint, dest_path: str, stdin: Bi
         return CopyReport(record.id, "in", None, [])
     host = Path(source.path)
     kind = _probe(backend, backend_id, dest)
+    parent, base = posixpath.split(dest.rstrip("/") or "/")
     if host.is_dir() and not host.is_symlink():
         if kind in ("file", "link"):
             raise OperationFailed(f"cannot copy directory {host} onto file {dest_path} in the sandbox")
         if kind == "dir":
             into, names = dest, _dir_entries(host, source.path)
         else:
-            into, names = posixpath.dirname(dest), [(host, posixpath.basename(dest))]
+            into, names = parent, [(host, base)]
     elif kind == "dir":
         into, names = dest, [(host, host.name)]
     elif dest_path.endswith("/"):
         raise OperationFailed(f"{dest_path}: no such directory in the sandbox")
     else:
-        into, names = posixpath.dirname(dest), [(host, posixpath.basename(dest))]
+        into, names = parent, [(host, base)]
+    if any(not name for _, name in names):
+        raise UsageError("copy into a directory below / (e.g. SANDBOX:/tmp/)")
     with _tar_stream(names) as (stream, errors):
         _call(backend.upload_archive, backend_id, into, stream)
     if errors:
@@ -150,6 +153,8 @@ def _tar_stream(names: list[tuple[Path, str]]) -> Iterator[tuple[BinaryIO, list[
             pass  # the reader stopped; its error is the one reported
         except OSError as exc:
             errors.append(f"{exc.filename or ''}: {exc.strerror}")
+        except Exception as exc:  # noqa: BLE001 - reported after the upload, in the caller's thread
+            errors.append(str(exc))
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
