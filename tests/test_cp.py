@@ -80,8 +80,11 @@ def test_cp_follows_docker_cp_rules_for_existing_directories(cli: Cli, sandbox: 
     cli.ok("cp", str(src), f"{sandbox}:{root}/dir")  # an existing directory: SRC goes inside it
     cli.ok("cp", f"{src}/.", f"{sandbox}:{root}/dir")  # `/.`: the content is merged
     cli.ok("cp", str(src / "secret"), f"{sandbox}:{root}/dir/renamed")  # a file to a missing name: renamed
+    cli.ok("exec", sandbox, "--", "ln", "-s", f"{root}/dir", f"{root}/alias")
+    (tmp_path / "note").write_text("n")
+    cli.ok("cp", str(tmp_path / "note"), f"{sandbox}:{root}/alias")  # a link to a directory: copied into it
     found = cli.ok("exec", sandbox, "--", "sh", "-c", f"cd {root}/dir && find . | sort").stdout.split()
-    assert {"./src/run.sh", "./run.sh", "./sub/x", "./renamed"} <= set(found), found
+    assert {"./src/run.sh", "./run.sh", "./sub/x", "./renamed", "./note"} <= set(found), found
 
     dest = tmp_path / "dest"
     dest.mkdir()

@@ -36,8 +36,10 @@ from sandboxctl.services.context import Context
 from sandboxctl.services.execution import runnable_sandbox, touch
 
 _CHUNK = 1024 * 1024
-# Prints what a path in the sandbox is, without following a final symlink (a link is copied as a link).
-_PROBE = 'if [ -L "$1" ]; then echo link; elif [ -d "$1" ]; then echo dir; elif [ -e "$1" ]; then echo file; fi'
+# What a path in the sandbox is. A source is not followed (a link is copied as a link); a destination is
+# (a link to a directory is a directory to copy into, as for docker cp).
+_PROBE_SOURCE = 'if [ -L "$1" ]; then echo link; elif [ -d "$1" ]; then echo dir; elif [ -e "$1" ]; then echo file; fi'
+_PROBE_DEST = 'if [ -d "$1" ]; then echo dir; elif [ -L "$1" ] || [ -e "$1" ]; then echo file; fi'
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,10 @@ def _copy_in(ctx: Context, ref: str, source: Endpoint, dest_path: str, stdin: Bi
         _call(backend.upload_archive, backend_id, dest, stdin)
         return CopyReport(record.id, "in", None, [])
     host = Path(source.path)
-    kind = _probe(backend, backend_id, dest)
+    kind = _probe(backend, backend_id, dest, _PROBE_DEST)
     parent, base = posixpath.split(dest.rstrip("/") or "/")
     if host.is_dir() and not host.is_symlink():
-        if kind in ("file", "link"):
+        if kind == "file":
             raise OperationFailed(f"cannot copy directory {host} onto file {dest_path} in the sandbox")
         if kind == "dir":
             into, names = dest, _dir_entries(host, source.path)
@@ -174,7 +176,7 @@ def _copy_out(ctx: Context, ref: str, path: str, dest: Endpoint, stdout: BinaryI
     source = _absolute(backend, backend_id, path)
     contents = path.rstrip("/").endswith("/.") or path in (".", "./")
     source = posixpath.normpath(source)
-    kind = _probe(backend, backend_id, source)
+    kind = _probe(backend, backend_id, source, _PROBE_SOURCE)
     if kind is None:
         raise OperationFailed(f"{path}: no such file or directory in sandbox {record.id}")
     if dest.is_stream:
@@ -263,13 +265,13 @@ def _absolute(backend: Backend, backend_id: str, path: str) -> str:
     return posixpath.join(backend.workspace_path(backend_id), path)
 
 
-def _probe(backend: Backend, backend_id: str, path: str) -> str | None:
-    """`file`, `dir`, `link`, or None when nothing is at `path` in the sandbox."""
+def _probe(backend: Backend, backend_id: str, path: str, script: str) -> str | None:
+    """`file`, `dir`, `link` (what `script` prints), or None when nothing is at `path` in the sandbox."""
     out: list[bytes] = []
     result = backend.exec(
         backend_id,
         ExecRequest(
-            command=("sh", "-c", _PROBE, "sh", path.rstrip("/") or "/"),
+            command=("sh", "-c", script, "sh", path.rstrip("/") or "/"),
             on_stdout=out.append,
             on_stderr=lambda _chunk: None,
             timeout_seconds=60,
