@@ -87,3 +87,10 @@ def test_status_bad_filters_are_usage_errors(cli: Cli, args: list[str]) -> None:
     assert result.returncode == 2, result
     assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stdout == ""
+
+
+def test_status_label_filter_in_sql_takes_keys_and_values_literally(cli: Cli) -> None:
+    odd = cli.ok("create", "--backend", "local", "--label", 'a.b/c-d_e=it\'s "$x"').stdout.strip()
+    cli.ok("create", "--backend", "local", "--label", "a.b/c-d_e=other")
+    assert cli.ok("status", "-q", "--label", 'a.b/c-d_e=it\'s "$x"').stdout.split() == [odd]
+    assert cli.ok("status", "-q", "--label", "a=b").stdout == ""

@@ -144,6 +144,7 @@ class SandboxQuery:
     states: tuple[str, ...] = ()
     expired_at: datetime | None = None
     sort: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # every one must match (a selector; keys as labels.py allows)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.states) - {s.value for s in SandboxStatus})
@@ -429,6 +430,9 @@ class RegistryReader:
         if backend or query.backend:
             conditions.append("backend = ?")
             params.append(backend or query.backend)
+        for key, value in query.labels:
+            conditions.append("json_extract(labels, ?) = ?")
+            params += [f'$."{key}"', value]
         if query.expired_at is not None:
             conditions.append("(status = ? OR expires_at <= ? OR idle_timeout_seconds IS NOT NULL)")
             params += [SandboxStatus.EXPIRED.value, to_sqlite_datetime(query.expired_at)]

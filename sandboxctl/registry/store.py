@@ -321,6 +321,8 @@ class Registry:
             statement = statement.where(table.c.status.in_(list(statuses)))
         if backend or query.backend:
             statement = statement.where(table.c.backend == (backend or query.backend))
+        for key, value in query.labels:
+            statement = statement.where(table.c.labels[key].as_string() == value)
         if query.expired_at is not None:
             statement = statement.where(
                 (table.c.status == SandboxStatus.EXPIRED.value)

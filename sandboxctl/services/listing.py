@@ -7,6 +7,7 @@ else through the full registry; both give the same JSON (tests/test_reader.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from sandboxctl.backends.base import BackendError, NotFound
@@ -45,6 +46,8 @@ def iter_sandboxes(
     Without `query`: the archive (with `include_archived`) then live records, oldest first. With one
     (`status`): live records then the archive, each in `query.sort`'s order."""
     query = query or SandboxQuery(backend=backend)
+    if selector:
+        query = replace(query, labels=tuple(selector.items()))  # in SQL; `_selected` stays as the guard
     reader = ctx.reader
     tables = (True, False) if include_archived else (False,)
     if query.sort is not None:
