@@ -42,6 +42,11 @@ def _command(cmd: Any, ctx: Any, path: str, out: list[str]) -> None:
             out.append("| argument / option | |\n|---|---|")
             out.extend(f"| `{_cell(name)}` | {_cell(help_text)} |" for name, help_text in rows)
             out.append("")
+        examples = [
+            line.strip() for line in (cmd.epilog or "").splitlines() if line.strip() not in ("\b", "Examples:", "")
+        ]
+        if examples:
+            out.append("Examples:\n\n```\n" + "\n".join(examples) + "\n```\n")
     for name, sub in sorted(subcommands.items()):
         _command(sub, sub.context_class(sub, info_name=name, parent=ctx), f"{path} {name}", out)
 

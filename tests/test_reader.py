@@ -434,6 +434,8 @@ def test_fast_writes_store_exactly_what_the_full_registry_stores(tmp_path: Path)
         ["status", "abc", "--json"],
         ["status", "-a", "--backend", "local", "-l", "a=b", "--label=c=d=e", "--json"],
         ["status", "--backend=docker", "--all"],
+        ["status", "--state", "running", "-s", "failed", "--expired", "-q", "--sort", "-name"],
+        ["status", "--sort=expires", "--quiet", "--state=expired", "-a"],
         ["--db", "x.db", "--debug", "status", "-b", "local"],
         ["delete", "a"],
         ["delete", "a", "b", "--json", "c"],
@@ -461,7 +463,7 @@ def test_status_and_delete_grammar_is_the_same_on_the_fast_path_and_in_typer(arg
     assert ([] if positional is None else [positional] if isinstance(positional, str) else list(positional)) == list(
         fast.args
     )
-    for repeated in ("label", "env", "env_file"):
+    for repeated in ("label", "env", "env_file", "state"):
         if repeated in params:
             params[repeated] = params[repeated] or []
     if "policy" in params:

@@ -144,7 +144,7 @@ class LocalBackend:
         dest = Path(dest_dir)
         dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=archive, mode="r|") as stream:
-            stream.extractall(dest, filter="data")
+            stream.extractall(dest, filter=_data_keeping_dir_modes)
 
     @contextlib.contextmanager
     def download_archive(self, backend_id: str, path: str, *, max_file: int | None = None) -> Iterator[BinaryIO]:
@@ -226,6 +226,14 @@ def _kill_group(process: subprocess.Popen[bytes], token: str) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     kill_all_with(EXEC_TOKEN_VAR, token)
     process.wait()
+
+
+def _data_keeping_dir_modes(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's `data` filter, but directories keep their mode (as `docker cp`), less group/other write."""
+    filtered = tarfile.data_filter(member, dest)
+    if filtered is not None and member.isdir():
+        return filtered.replace(mode=member.mode & 0o755, deep=False)
+    return filtered
 
 
 def _write_tar(source: Path, write_fd: int) -> None:

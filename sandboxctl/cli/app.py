@@ -7,13 +7,16 @@ from typing import Annotated
 import typer
 
 from sandboxctl import __version__
-from sandboxctl.cli import agent, cleanup, config_cmd, create, delete, exec_, extend, render, shell, status
+from sandboxctl.cli import agent, cleanup, config_cmd, cp, create, delete, exec_, extend, render, shell, status
+from sandboxctl.cli.examples import EXAMPLES, SectionedGroup, attach_examples
 from sandboxctl.config import Settings
 from sandboxctl.services.context import Context
 
 app = typer.Typer(
     name="sandboxctl",
     help="Create, run commands in, and reliably clean up sandboxes for AI agents and CI.",
+    epilog=EXAMPLES[""],
+    cls=SectionedGroup,  # commands listed under headings, without rich (see cli/examples.py)
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -50,6 +53,7 @@ app.command("create")(create.create_cmd)
 # Options go before `--`; everything after it is the command, untouched.
 app.command("exec")(exec_.exec_cmd)
 app.command("shell", epilog=shell.EXAMPLES)(shell.shell_cmd)
+app.command("cp")(cp.cp_cmd)
 app.command("status")(status.status_cmd)
 app.command("delete")(delete.delete_cmd)
 app.command("extend")(extend.extend_cmd)
@@ -57,3 +61,4 @@ app.command("cleanup")(cleanup.cleanup_cmd)
 app.command("agent-run")(agent.agent_run_cmd)
 app.add_typer(agent.app, name="agent")
 app.add_typer(config_cmd.app, name="config")
+attach_examples(app)  # every command's --help ends with examples (cli/examples.py)

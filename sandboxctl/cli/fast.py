@@ -16,18 +16,33 @@ from sandboxctl.cli import render
 from sandboxctl.config import Settings
 from sandboxctl.durations import parse_duration
 from sandboxctl.envvars import collect_env
-from sandboxctl.errors import BackendUnavailable, OperationFailed
+from sandboxctl.errors import BackendUnavailable, OperationFailed, UsageError
 from sandboxctl.labels import parse_labels
 from sandboxctl.limits import check_cpus, parse_memory
 from sandboxctl.registry.states import Policy
 from sandboxctl.services.context import Context
 
+DEFAULT_SORT = "-created"  # newest first
+
 
 def show_status(
-    app: Context, sandbox: str | None, *, all_: bool, backend: str | None, label: list[str], json_: bool
+    app: Context,
+    sandbox: str | None,
+    *,
+    all_: bool,
+    backend: str | None,
+    label: list[str],
+    json_: bool,
+    state: list[str] | None = None,
+    expired: bool = False,
+    quiet: bool = False,
+    sort: str | None = None,
 ) -> None:
+    from sandboxctl.registry.reader import SandboxQuery
     from sandboxctl.services.listing import iter_sandboxes, sandbox_status
 
+    if sandbox is not None and (state or expired or quiet or sort):
+        raise UsageError("--state, --expired, --quiet and --sort filter the list: omit SANDBOX")
     if sandbox is not None:
         record = sandbox_status(app, sandbox)
         if json_:
@@ -35,7 +50,17 @@ def show_status(
             return
         render.fields(record)
         return
-    records = iter_sandboxes(app, include_archived=all_, backend=backend, selector=parse_labels(label))
+    query = SandboxQuery(
+        backend=backend,
+        states=tuple(state or ()),
+        expired_at=app.now() if expired else None,
+        sort=sort or DEFAULT_SORT,
+    )
+    records = iter_sandboxes(app, include_archived=all_, selector=parse_labels(label), query=query)
+    if quiet:
+        for record in records:
+            render.emit_line(record["id"])
+        return
     if json_:
         render.emit_json_array(records)  # streamed: 20,000 records never sit in memory at once
         return
@@ -110,9 +135,16 @@ class _Grammar:
 
 GRAMMARS = {
     "status": _Grammar(
-        flags={"--json": "json_", "--all": "all_", "-a": "all_"},
-        valued={"--backend": "backend", "-b": "backend"},
-        repeated={"--label": "label", "-l": "label"},
+        flags={
+            "--json": "json_",
+            "--all": "all_",
+            "-a": "all_",
+            "--expired": "expired",
+            "--quiet": "quiet",
+            "-q": "quiet",
+        },
+        valued={"--backend": "backend", "-b": "backend", "--sort": "sort"},
+        repeated={"--label": "label", "-l": "label", "--state": "state", "-s": "state"},
         min_args=0,
         max_args=1,
     ),

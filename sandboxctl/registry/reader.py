@@ -24,7 +24,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -118,6 +118,64 @@ def resolve_ref(
         if ids and (found := by_id(ids[0])) is not None:
             return found
     raise SandboxNotFound(kind.not_found.format(ref=ref))
+
+
+# -- listing filters (status) -----------------------------------------------------------
+SORT_COLUMNS = {
+    "created": "created_at",
+    "expires": "expires_at",
+    "accessed": "last_accessed",
+    "name": "name",
+    "status": "status",
+    "backend": "backend",
+}
+
+
+@dataclass(frozen=True)
+class SandboxQuery:
+    """What `status` lists: applied in SQL by both paths, so rows still stream.
+
+    `sort` is a field of SORT_COLUMNS, ascending, or descending with a `-` prefix; empty values
+    (a permanent sandbox's `expires`) sort last either way, and ties go by id, so the order is stable.
+    `expired_at`: only records expired at that moment (status `expired`, past `expires_at`, or idle
+    past their idle timeout)."""
+
+    backend: str | None = None
+    states: tuple[str, ...] = ()
+    expired_at: datetime | None = None
+    sort: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # every one must match (a selector; keys as labels.py allows)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.states) - {s.value for s in SandboxStatus})
+        if unknown:
+            raise UsageError(f"unknown state {unknown[0]!r}: one of {', '.join(s.value for s in SandboxStatus)}")
+        if self.sort is not None and self.sort.removeprefix("-") not in SORT_COLUMNS:
+            raise UsageError(f"cannot sort by {self.sort!r}: one of {', '.join(SORT_COLUMNS)} (`-` prefix: descending)")
+
+    def order(self, archived: bool) -> tuple[str, bool]:
+        """(column, descending); the historical order (oldest first) without `sort`."""
+        if self.sort is None:
+            return ("archived_at" if archived else "created_at"), False
+        return SORT_COLUMNS[self.sort.removeprefix("-")], self.sort.startswith("-")
+
+    def idle_expired(self, row: Mapping[str, Any]) -> bool:
+        """The part of `expired_at` SQL cannot say in both dialects: idle past the idle timeout."""
+        if self.expired_at is None:
+            return True
+        if row["status"] == SandboxStatus.EXPIRED.value or _before(row["expires_at"], self.expired_at):
+            return True
+        idle, accessed = row["idle_timeout_seconds"], row["last_accessed"]
+        if idle is None or accessed is None:
+            return False
+        moment = datetime.fromisoformat(accessed) if isinstance(accessed, str) else accessed
+        return moment + timedelta(seconds=idle) <= self.expired_at
+
+
+def _before(value: datetime | str | None, now: datetime) -> bool:
+    if value is None:
+        return False
+    return (datetime.fromisoformat(value) if isinstance(value, str) else value) <= now
 
 
 # -- rows -----------------------------------------------------------------------------
@@ -349,28 +407,45 @@ class RegistryReader:
 
     # -- listings --------------------------------------------------------------------
     def iter_rows(
-        self, *, archived: bool = False, backend: str | None = None, iso_text: bool = False
+        self,
+        *,
+        archived: bool = False,
+        backend: str | None = None,
+        iso_text: bool = False,
+        query: SandboxQuery | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Live (or archived) rows, oldest first, one at a time: `status` over 20,000 rows never holds them all.
+        """Live (or archived) rows, oldest first unless `query.sort`, one at a time: `status` over 20,000 rows
+        never holds them all.
 
         `iso_text`: datetimes as their JSON text (enough for `sandbox_json`, and much cheaper)."""
+        query = query or SandboxQuery(backend=backend)
         columns = ARCHIVE_COLUMNS if archived else SANDBOX_COLUMNS
         sql = f"SELECT {_select(columns)} FROM {'sandbox_archive' if archived else 'sandbox'}"
         conditions: list[str] = []
         params: list[Any] = []
-        if not archived:
-            statuses = sorted(LIVE_STATUSES)
+        statuses = sorted(query.states or (() if archived else LIVE_STATUSES))
+        if statuses:
             conditions.append(f"status IN ({', '.join('?' * len(statuses))})")
             params += statuses
-        if backend:
+        if backend or query.backend:
             conditions.append("backend = ?")
-            params.append(backend)
+            params.append(backend or query.backend)
+        for key, value in query.labels:
+            conditions.append("json_extract(labels, ?) = ?")
+            params += [f'$."{key}"', value]
+        if query.expired_at is not None:
+            conditions.append("(status = ? OR expires_at <= ? OR idle_timeout_seconds IS NOT NULL)")
+            params += [SandboxStatus.EXPIRED.value, to_sqlite_datetime(query.expired_at)]
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
-        sql += " ORDER BY archived_at" if archived else " ORDER BY created_at"
+        column, descending = query.order(archived)
+        direction = " DESC" if descending else ""
+        sql += f" ORDER BY {column} IS NULL, {column}{direction}, id{direction}"
         try:
             for values in self._connect().execute(sql, params):
-                yield decode_row(columns, values, iso_text=iso_text)
+                row = decode_row(columns, values, iso_text=iso_text)
+                if query.idle_expired(row):
+                    yield row
         except sqlite3.Error as exc:
             raise registry_error(self.path, exc) from None
 

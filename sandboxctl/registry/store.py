@@ -35,7 +35,15 @@ from sandboxctl.registry.models import (
     SandboxStatus,
     SchemaMigration,
 )
-from sandboxctl.registry.reader import AGENT_RUN, SANDBOX, SCHEMA_VERSION, new_sandbox_id, registry_error, resolve_ref
+from sandboxctl.registry.reader import (
+    AGENT_RUN,
+    SANDBOX,
+    SCHEMA_VERSION,
+    SandboxQuery,
+    new_sandbox_id,
+    registry_error,
+    resolve_ref,
+)
 from sandboxctl.registry.states import LIVE_STATUSES, check_transition, sources_of
 
 BUSY_TIMEOUT_MS = 60_000
@@ -294,20 +302,36 @@ class Registry:
         archived: bool = False,
         backend: str | None = None,
         selector: Mapping[str, str] | None = None,
+        query: SandboxQuery | None = None,
     ) -> list[Mapping[str, Any]]:
-        """Live (or archived) records as plain column mappings, oldest first, for listing.
+        """Live (or archived) records as plain column mappings, oldest first unless `query.sort`, for listing.
 
-        `status` lists thousands of rows; ORM objects would cost twice the query itself.
+        `status` lists thousands of rows; ORM objects would cost twice the query itself. The filters are
+        the reader's (`SandboxQuery`), in the same SQL.
         """
+        query = query or SandboxQuery(backend=backend)
         table = (ArchivedSandbox if archived else SandboxRecord).__table__
-        query = sa_select(table).order_by(table.c.archived_at if archived else table.c.created_at)
-        if not archived:
-            query = query.where(table.c.status.in_([s.value for s in LIVE_STATUSES]))
-        if backend:
-            query = query.where(table.c.backend == backend)
+        column_name, descending = query.order(archived)
+        column, id_column = table.c[column_name], table.c.id
+        statement = sa_select(table).order_by(
+            column.is_(None), column.desc() if descending else column, id_column.desc() if descending else id_column
+        )
+        statuses = query.states or ([] if archived else [s.value for s in LIVE_STATUSES])
+        if statuses:
+            statement = statement.where(table.c.status.in_(list(statuses)))
+        if backend or query.backend:
+            statement = statement.where(table.c.backend == (backend or query.backend))
+        for key, value in query.labels:
+            statement = statement.where(table.c.labels[key].as_string() == value)
+        if query.expired_at is not None:
+            statement = statement.where(
+                (table.c.status == SandboxStatus.EXPIRED.value)
+                | (table.c.expires_at <= query.expired_at)
+                | table.c.idle_timeout_seconds.is_not(None)
+            )
         with self.reading() as session:
-            rows = session.connection().execute(query).mappings().all()
-        return [r for r in rows if matches(r["labels"] or {}, selector)] if selector else list(rows)
+            rows = session.connection().execute(statement).mappings().all()
+        return [r for r in rows if (not selector or matches(r["labels"] or {}, selector)) and query.idle_expired(r)]
 
     def purge_archive(self, before: datetime) -> int:
         """Drop archive rows older than the retention; returns how many went."""

@@ -7,11 +7,12 @@ else through the full registry; both give the same JSON (tests/test_reader.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from sandboxctl.backends.base import BackendError, NotFound
 from sandboxctl.labels import matches
-from sandboxctl.registry.reader import sandbox_json
+from sandboxctl.registry.reader import SandboxQuery, sandbox_json
 from sandboxctl.services.context import Context
 
 
@@ -33,19 +34,33 @@ def sandbox_status(ctx: Context, ref: str) -> dict[str, Any]:
 
 
 def iter_sandboxes(
-    ctx: Context, *, include_archived: bool = False, backend: str | None = None, selector: dict[str, str] | None = None
+    ctx: Context,
+    *,
+    include_archived: bool = False,
+    backend: str | None = None,
+    selector: dict[str, str] | None = None,
+    query: SandboxQuery | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The archive (with `include_archived`) then live records, oldest first, one JSON document at a time."""
+    """Records one JSON document at a time, filtered and sorted in SQL by `query`.
+
+    Without `query`: the archive (with `include_archived`) then live records, oldest first. With one
+    (`status`): live records then the archive, each in `query.sort`'s order."""
+    query = query or SandboxQuery(backend=backend)
+    if selector:
+        query = replace(query, labels=tuple(selector.items()))  # in SQL; `_selected` stays as the guard
     reader = ctx.reader
-    for archived in (True, False) if include_archived else (False,):
+    tables = (True, False) if include_archived else (False,)
+    if query.sort is not None:
+        tables = tables[::-1]
+    for archived in tables:
         if reader is not None:
             rows = (
-                r for r in reader.iter_rows(archived=archived, backend=backend, iso_text=True) if _selected(r, selector)
+                r for r in reader.iter_rows(archived=archived, iso_text=True, query=query) if _selected(r, selector)
             )
             yield from (sandbox_json(r) for r in rows)
         else:
             yield from (
-                sandbox_json(r) for r in ctx.registry.list_rows(archived=archived, backend=backend, selector=selector)
+                sandbox_json(r) for r in ctx.registry.list_rows(archived=archived, selector=selector, query=query)
             )
 
 

@@ -96,8 +96,13 @@ def extract(
     capture: Callable[[Sequence[str]], bool] = lambda _parts: False,
     max_file: int | None = None,
     max_total: int | None = None,
+    keep_modes: bool = False,
 ) -> ExtractReport:
     """Extract the tar read from `stream` into the existing directory `dest`.
+
+    `keep_modes` (cp) keeps each file's and directory's permission bits, never setuid, setgid or
+    sticky; without it files are 0644 or 0755. Directory modes are set last, so a read-only
+    directory in the archive does not stop its own content from being written.
 
     `drop(parts)` silently leaves a member out (e.g. `.git`); what is unsafe or over a limit
     is left out and listed in the report; `capture(parts)` keeps a small regular member's content in the
@@ -105,6 +110,7 @@ def extract(
     report = ExtractReport()
     root = os.open(dest, _DIR_FLAGS)
     regular: set[tuple[str, ...]] = set()  # files this extraction wrote: the only valid hardlink targets
+    dir_modes: dict[tuple[str, ...], int] = {}
     try:
         with tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo) as archive:
             for member in _members(archive):
@@ -127,7 +133,11 @@ def extract(
                     target = split_name(member.linkname)
                     target = target[strip_components:] if target is not None else None
                 try:
-                    reason = _extract_one(archive, member, root, parts, target, regular, report, max_file, max_total)
+                    reason = _extract_one(
+                        archive, member, root, parts, target, regular, report, max_file, max_total, keep_modes
+                    )
+                    if keep_modes and reason is None and member.isdir():
+                        dir_modes[tuple(parts)] = member.mode & 0o777
                 except OSError as exc:  # e.g. a name or link target too long for this file system
                     if exc.errno in _HOST_FULL:
                         raise
@@ -137,9 +147,24 @@ def extract(
                     report.skipped.append(SkippedFile(shown, size, reason))
     except tarfile.TarError as exc:
         raise UnsafeArchive(f"the archive from the sandbox is malformed: {exc}") from None
+    else:
+        _set_dir_modes(root, dir_modes)
     finally:
         os.close(root)
     return report
+
+
+def _set_dir_modes(root: int, modes: dict[tuple[str, ...], int]) -> None:
+    """Deepest first, each through an fd opened without following links."""
+    for parts, mode in sorted(modes.items(), key=lambda item: -len(item[0])):
+        try:
+            fd = _open_parent_existing(root, parts)
+        except OSError:
+            continue  # replaced by a later member
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
 
 def _members(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
@@ -159,6 +184,7 @@ def _extract_one(
     report: ExtractReport,
     max_file: int | None,
     max_total: int | None,
+    keep_modes: bool = False,
 ) -> str | None:
     """Write one member; return why it was left out, or None."""
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
@@ -197,6 +223,8 @@ def _extract_one(
                 return None
             mode = 0o755 if member.mode & 0o100 else 0o644
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=parent)
+            if keep_modes:
+                os.fchmod(fd, member.mode & 0o777)
             with os.fdopen(fd, "wb") as out:
                 if source is not None:
                     with os.fdopen(os.dup(source), "rb") as data:
