@@ -390,11 +390,6 @@ def agent_run_cmd(
     raise typer.Exit(summary["exit_code"])
 
 
-def _examples(*lines: str) -> str:
-    """A `--help` epilog listing example command lines, kept unwrapped (click's \\b marker)."""
-    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
-
-
 @app.command("send")
 def send_cmd(
     ctx: typer.Context,
@@ -415,14 +410,7 @@ def send_cmd(
 RUN_COLUMNS = ("RUN", "STATUS", "STATE", "EXIT", "BACKEND", "SANDBOX", "STARTED", "DURATION", "TASK")
 
 
-@app.command(
-    "list",
-    epilog=_examples(
-        "sandboxctl agent list --state running",
-        "sandboxctl agent list --state failed --state timed_out --since 1d",
-        "sandboxctl agent list --state cancelled -q | xargs -n1 sandboxctl agent show",
-    ),
-)
+@app.command("list")
 def list_cmd(
     ctx: typer.Context,
     *,
@@ -494,14 +482,7 @@ def show_cmd(
     render.fields(shown)
 
 
-@app.command(
-    "logs",
-    epilog=_examples(
-        "sandboxctl agent logs 3f2a9c",
-        'sandboxctl agent logs 3f2a9c --follow; echo "the run exited $?"',
-        "sandboxctl agent logs 3f2a9c --events | jq -c 'select(.type == \"heartbeat\")'",
-    ),
-)
+@app.command("logs")
 def logs_cmd(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id or unique prefix.")],
@@ -525,14 +506,7 @@ def logs_cmd(
         raise typer.Exit(final_exit_code(app, run.id))
 
 
-@app.command(
-    "cancel",
-    epilog=_examples(
-        "sandboxctl agent cancel 3f2a9c",
-        "sandboxctl agent list --state running -q | xargs -n1 sandboxctl agent cancel",
-        "sandboxctl agent cancel 3f2a9c --wait 0s --json",
-    ),
-)
+@app.command("cancel")
 def cancel_cmd(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id or unique prefix.")],

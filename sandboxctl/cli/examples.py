@@ -75,8 +75,9 @@ EXAMPLES: dict[str, str] = {
         ("sandboxctl agent send 5d1e 'use python 3.12'", "a message to a running agent"),
     ),
     "agent list": _examples(
-        ("sandboxctl agent list", "recent runs, newest first"),
-        ("sandboxctl agent list --json", "as JSON"),
+        ("sandboxctl agent list --state running", "runs in progress"),
+        ("sandboxctl agent list --state failed --state timed_out --since 1d", "what went wrong today"),
+        ("sandboxctl agent list --state cancelled -q | xargs -n1 sandboxctl agent show", "ids, for scripts"),
     ),
     "agent show": _examples(
         ("sandboxctl agent show 5d1e", "status, steps, changed files (id prefix)"),
