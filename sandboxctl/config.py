@@ -13,11 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandboxctl.durations import format_duration, parse_duration
 from sandboxctl.errors import ConfigError, UsageError
 from sandboxctl.sizes import parse_size
+
+if TYPE_CHECKING:
+    from sandboxctl.quota import LiveQuota
 
 APP_NAME = "sandboxctl"
 ENV_HOME = "SANDBOXCTL_HOME"
@@ -66,6 +69,8 @@ KEYS: dict[str, Key] = {
         Key("agent.timeout", "1h", parse_duration, "agent-run timeout when --timeout is not given"),
         Key("agent.max_collect", "1GiB", parse_size, "most bytes of returned content agent-run collects"),
         Key("agent.max_file", "100MiB", parse_size, "largest returned file agent-run puts in the patch"),
+        Key("quota.max_live", None, _positive_int, "most live sandboxes in this registry (unset: no limit)"),
+        Key("quota.max_live_per_user", None, _positive_int, "most live sandboxes per created_by (unset: no limit)"),
         Key("daytona.api_key", None, str, "Daytona API key", env="DAYTONA_API_KEY", secret=True),
         Key("daytona.api_url", None, str, "Daytona API URL", env="DAYTONA_API_URL"),
         Key("daytona.target", None, str, "Daytona target region", env="DAYTONA_TARGET"),
@@ -202,6 +207,15 @@ class Settings:
     def idle_timeout(self) -> timedelta | None:
         value: timedelta = self.get("idle_timeout")
         return value if value.total_seconds() > 0 else None
+
+    def quota(self, user: str) -> LiveQuota | None:
+        """The quotas a new sandbox of `user` must fit, or None when none is set."""
+        from sandboxctl.quota import LiveQuota
+
+        max_live, per_user = self.get("quota.max_live"), self.get("quota.max_live_per_user")
+        if max_live is None and per_user is None:
+            return None
+        return LiveQuota(user=user, max_live=max_live, max_live_per_user=per_user)
 
 
 def show_value(setting: Setting) -> str | None:

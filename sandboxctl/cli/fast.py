@@ -24,7 +24,14 @@ from sandboxctl.services.context import Context
 
 
 def show_status(
-    app: Context, sandbox: str | None, *, all_: bool, backend: str | None, label: list[str], json_: bool
+    app: Context,
+    sandbox: str | None,
+    *,
+    all_: bool,
+    backend: str | None,
+    label: list[str],
+    json_: bool,
+    user: str | None = None,
 ) -> None:
     from sandboxctl.services.listing import iter_sandboxes, sandbox_status
 
@@ -35,7 +42,7 @@ def show_status(
             return
         render.fields(record)
         return
-    records = iter_sandboxes(app, include_archived=all_, backend=backend, selector=parse_labels(label))
+    records = iter_sandboxes(app, include_archived=all_, backend=backend, selector=parse_labels(label), created_by=user)
     if json_:
         render.emit_json_array(records)  # streamed: 20,000 records never sit in memory at once
         return
@@ -111,7 +118,7 @@ class _Grammar:
 GRAMMARS = {
     "status": _Grammar(
         flags={"--json": "json_", "--all": "all_", "-a": "all_"},
-        valued={"--backend": "backend", "-b": "backend"},
+        valued={"--backend": "backend", "-b": "backend", "--user": "user", "-u": "user"},
         repeated={"--label": "label", "-l": "label"},
         min_args=0,
         max_args=1,

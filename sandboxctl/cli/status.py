@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sandboxctl.cli import fast
-from sandboxctl.cli.options import BackendOption, JsonOption, LabelOption
+from sandboxctl.cli.options import BackendOption, JsonOption, LabelOption, UserOption
 
 
 def status_cmd(
@@ -17,7 +17,8 @@ def status_cmd(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include deleted (archived) sandboxes.")] = False,
     backend: BackendOption = None,
     label: LabelOption = None,
+    user: UserOption = None,
     json_: JsonOption = False,
 ) -> None:
     """One sandbox with its live backend state, or a table of live sandboxes."""
-    fast.show_status(ctx.obj, sandbox, all_=all_, backend=backend, label=label or [], json_=json_)
+    fast.show_status(ctx.obj, sandbox, all_=all_, backend=backend, label=label or [], user=user, json_=json_)

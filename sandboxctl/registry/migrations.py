@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
@@ -32,6 +33,16 @@ def _m003_cleanup_indexes(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_status_created ON sandbox (status, created_at)")
 
 
+def _m005_created_by(conn: Connection) -> None:
+    """Audit: who created each sandbox and run. Older rows stay null (unknown). m001/m002 build tables
+    from today's models, so a new registry already has the column: add it only where missing."""
+    for table in ("sandbox", "sandbox_archive", "agent_runs"):
+        if "created_by" not in {column["name"] for column in inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN created_by VARCHAR")
+    # status --user, cleanup --user and the per-user quota count select by it.
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_created_by ON sandbox (created_by, status)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_agent_runs", _create_agent_runs),
@@ -39,6 +50,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     # m002 was once a placeholder: registries migrated then lack `agent_runs`. This creates it where missing
     # (and does nothing elsewhere), replacing the run-time `ensure_tables` patch of four call sites.
     ("m004_agent_runs_where_missing", _create_agent_runs),
+    ("m005_created_by", _m005_created_by),
 ]
 
 if len(MIGRATIONS) != SCHEMA_VERSION:  # the reader must know the version without importing SQLModel

@@ -30,7 +30,7 @@ from typing import Any
 from sandboxctl.backends.base import ExecRequest, ExecResult
 from sandboxctl.config import atomic_write
 from sandboxctl.errors import EXIT_TIMEOUT, SandboxctlError, UsageError
-from sandboxctl.hostid import this_host
+from sandboxctl.hostid import this_host, this_user
 from sandboxctl.registry.models import AgentRun, AgentRunStatus, SandboxRecord
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services.agent_options import AgentRunOptions, KeepPolicy
@@ -216,6 +216,7 @@ class AgentRunner:
             output_dir=str(output_dir),
             host=this_host(),
             pid=os.getpid(),
+            created_by=this_user(),
             started_at=self.ctx.now(),
         )
         registry.insert_run(self.record)

@@ -10,9 +10,10 @@ from datetime import timedelta
 from sandboxctl.backends.base import CreateSpec
 from sandboxctl.durations import isoformat
 from sandboxctl.errors import UsageError
-from sandboxctl.hostid import this_host
+from sandboxctl.hostid import this_host, this_user
 from sandboxctl.labels import (
     LABEL_CREATED_AT,
+    LABEL_CREATED_BY,
     LABEL_EXPIRES_AT,
     LABEL_HOST,
     LABEL_ID,
@@ -74,6 +75,8 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
     ttl = options.ttl if options.ttl is not None else ctx.settings.ttl_for(options.policy)
     idle = options.idle_timeout if options.idle_timeout is not None else ctx.settings.idle_timeout
     sandbox_id = new_sandbox_id()
+    user = this_user()
+    quota = ctx.settings.quota(user)  # a bad quota value fails here, before any record
     image = options.image or (ctx.settings.image if options.backend != "local" else None)
     record = dict(
         id=sandbox_id,
@@ -92,6 +95,7 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
         idle_timeout_seconds=int(idle.total_seconds()) if idle else None,
         host=this_host(),
         pid=os.getpid(),
+        created_by=user,
         status_changed_at=now,
         delete_attempts=0,
         last_error=None,
@@ -99,7 +103,7 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
     )
     # On a current SQLite registry these few writes need no SQLModel (the reader's twins, parity-tested).
     registry = ctx.reader or ctx.registry
-    registry.insert_sandbox(record)
+    registry.insert_sandbox(record, quota)  # refuses (exit 5) beyond a quota, atomically with the insert
     labels = {
         **options.labels,
         LABEL_ID: sandbox_id,
@@ -110,6 +114,7 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
         LABEL_REGISTRY: registry.registry_id(),
         LABEL_HOST: record["host"],
         LABEL_PID: str(record["pid"]),
+        LABEL_CREATED_BY: user,
     }
     spec = CreateSpec(
         sandbox_id=sandbox_id,

@@ -33,19 +33,30 @@ def sandbox_status(ctx: Context, ref: str) -> dict[str, Any]:
 
 
 def iter_sandboxes(
-    ctx: Context, *, include_archived: bool = False, backend: str | None = None, selector: dict[str, str] | None = None
+    ctx: Context,
+    *,
+    include_archived: bool = False,
+    backend: str | None = None,
+    selector: dict[str, str] | None = None,
+    created_by: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The archive (with `include_archived`) then live records, oldest first, one JSON document at a time."""
+    """The archive (with `include_archived`) then live records, oldest first, one JSON document at a time;
+    `created_by` keeps one user's (the audit column: records older than it have none)."""
     reader = ctx.reader
     for archived in (True, False) if include_archived else (False,):
         if reader is not None:
             rows = (
-                r for r in reader.iter_rows(archived=archived, backend=backend, iso_text=True) if _selected(r, selector)
+                r
+                for r in reader.iter_rows(archived=archived, backend=backend, created_by=created_by, iso_text=True)
+                if _selected(r, selector)
             )
             yield from (sandbox_json(r) for r in rows)
         else:
             yield from (
-                sandbox_json(r) for r in ctx.registry.list_rows(archived=archived, backend=backend, selector=selector)
+                sandbox_json(r)
+                for r in ctx.registry.list_rows(
+                    archived=archived, backend=backend, selector=selector, created_by=created_by
+                )
             )
 
 
