@@ -434,6 +434,8 @@ def test_fast_writes_store_exactly_what_the_full_registry_stores(tmp_path: Path)
         ["status", "abc", "--json"],
         ["status", "-a", "--backend", "local", "-l", "a=b", "--label=c=d=e", "--json"],
         ["status", "--backend=docker", "--all"],
+        ["status", "--user", "alice", "--json"],
+        ["status", "-u", "bob", "--user=carol", "-a"],
         ["--db", "x.db", "--debug", "status", "-b", "local"],
         ["delete", "a"],
         ["delete", "a", "b", "--json", "c"],
