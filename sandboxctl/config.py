@@ -218,6 +218,25 @@ class Settings:
         return LiveQuota(user=user, max_live=max_live, max_live_per_user=per_user)
 
 
+def take_log_format(args: list[str]) -> str | None:
+    """Pop a leading `--log-format F` / `--log-format=F` (a root option) off `args` for the fast parsers."""
+    if args[0] == "--log-format" and len(args) > 1:
+        value = args[1]
+        del args[:2]
+        return value
+    if args[0].startswith("--log-format="):
+        return args.pop(0).partition("=")[2]
+    return None
+
+
+def configure_logs(settings: Settings, log_format: str | None) -> None:
+    """Turn on JSON logs if asked (flag, then $SANDBOXCTL_LOG_FORMAT), masking the configured secrets."""
+    from sandboxctl import logs
+
+    secrets = tuple(str(settings.get(key.name) or "") for key in KEYS.values() if key.secret)
+    logs.configure(log_format, secrets)
+
+
 def show_value(setting: Setting) -> str | None:
     """How `config show/get` prints a value: secrets are never shown."""
     if setting.raw is None:

@@ -31,6 +31,7 @@ from sandboxctl.backends.base import ExecRequest, ExecResult
 from sandboxctl.config import atomic_write
 from sandboxctl.errors import EXIT_TIMEOUT, SandboxctlError, UsageError
 from sandboxctl.hostid import this_host, this_user
+from sandboxctl.logs import log_event
 from sandboxctl.registry.models import AgentRun, AgentRunStatus, SandboxRecord
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services.agent_options import AgentRunOptions, KeepPolicy
@@ -507,6 +508,7 @@ class AgentRunner:
             deletion = SandboxDeletion(sandbox.id, False, "kept", skipped=True, skip_reason=keep_reason)
             self._save(sandbox_deletion=deletion.to_json())
             self._emit("sandbox.kept", sandbox_id=sandbox.id, reason=keep_reason, sandbox_deletion=deletion.to_json())
+            log_event("kept", sandbox_id=sandbox.id, backend=sandbox.backend, reason=keep_reason, run_id=self.run_id)
             return
         with self._step("finalize") as entry:
             try:
@@ -523,6 +525,9 @@ class AgentRunner:
         else:
             reason = f"deletion failed: {deletion.error}"
             self._emit("sandbox.kept", sandbox_id=sandbox.id, reason=reason, sandbox_deletion=deletion.to_json())
+            log_event(
+                "kept", sandbox_id=sandbox.id, backend=sandbox.backend, reason=self.redact(reason), run_id=self.run_id
+            )
 
     def _finish(self, output_dir: Path) -> dict[str, Any]:
         assert self.record is not None and self.events is not None
