@@ -105,3 +105,13 @@ def test_bad_quota_value_is_a_usage_error_and_records_nothing(cli: Cli) -> None:
 def test_quota_exit_code_is_in_the_reference() -> None:
     reference = (Path(__file__).resolve().parent.parent / "docs" / "reference.md").read_text()
     assert "| 5 | `create` or `agent-run` refused by a quota" in reference
+
+
+def test_agent_run_beyond_the_quota_exits_5_without_a_sandbox(cli: Cli) -> None:
+    existing = cli.ok("create", "--backend", "local").stdout.strip()
+    result = cli("agent-run", "--backend", "local", "--", "true", env={"SANDBOXCTL_QUOTA_MAX_LIVE": "1"})
+    assert result.returncode == QUOTA_EXIT, str(result)
+    assert result.stderr.splitlines()[-1].startswith("error: quota.max_live is 1 and 1 sandboxes are live")
+    [summary] = cli.ok("agent", "list", "--json").json()  # the run is recorded, as refused: its sandbox is not
+    assert (summary["status"], summary["exit_code"], summary["sandbox_id"]) == ("error", QUOTA_EXIT, None)
+    assert [r["id"] for r in cli.ok("status", "--all", "--json").json()] == [existing]
