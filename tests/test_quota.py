@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -115,3 +116,33 @@ def test_agent_run_beyond_the_quota_exits_5_without_a_sandbox(cli: Cli) -> None:
     [summary] = cli.ok("agent", "list", "--json").json()  # the run is recorded, as refused: its sandbox is not
     assert (summary["status"], summary["exit_code"], summary["sandbox_id"]) == ("error", QUOTA_EXIT, None)
     assert [r["id"] for r in cli.ok("status", "--all", "--json").json()] == [existing]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["reader", "sqlmodel"])
+def test_both_registry_paths_refuse_alike_and_record_nothing(
+    home: Path, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    """The reader's stdlib insert and SQLModel's both count per user inside their transaction."""
+    from sandboxctl.config import Settings
+    from sandboxctl.errors import QuotaExceeded
+    from sandboxctl.services.context import Context
+    from sandboxctl.services.lifecycle import CreateOptions, create_sandbox
+
+    monkeypatch.setenv("SANDBOXCTL_QUOTA_MAX_LIVE_PER_USER", "1")
+    db = home / "registry.db"
+    ctx = Context(settings=Settings.load(str(db)))
+    ctx.registry  # noqa: B018 - migrated, so the reader can serve
+    if not fast:
+        ctx._reader_checked = True  # the full path only: no reader
+    assert (ctx.reader is not None) == fast
+    monkeypatch.setenv("SANDBOXCTL_USER", "alice")
+    create_sandbox(ctx, CreateOptions(backend="local", image=None))
+    with pytest.raises(QuotaExceeded, match=r"quota\.max_live_per_user is 1 and user 'alice' has 1 live"):
+        create_sandbox(ctx, CreateOptions(backend="local", image=None, name="refused"))
+    monkeypatch.setenv("SANDBOXCTL_USER", "bob")
+    create_sandbox(ctx, CreateOptions(backend="local", image=None))
+    with sqlite3.connect(db) as conn:
+        users = sorted(row[0] for row in conn.execute("SELECT created_by FROM sandbox"))
+        assert conn.execute("SELECT count(*) FROM sandbox_archive").fetchone()[0] == 0
+    assert users == ["alice", "bob"]
+    assert len(list((home / "local").iterdir())) == 2  # the refused one never reached the backend
