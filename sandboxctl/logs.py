@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 ENV_LOG_FORMAT = "SANDBOXCTL_LOG_FORMAT"
 LOG_FORMATS = ("text", "json")
 LOGGER_NAME = "sandboxctl"
-FIELDS = ("ts", "level", "event", "sandbox_id", "user", "backend", "duration_seconds")
 
+# Set once per process by `configure`; while off, `log_event` returns before importing anything.
 _state: dict[str, Any] = {"enabled": False, "secrets": ()}
 
 
@@ -35,7 +35,8 @@ def check_format(value: str) -> str:
 
 
 def configure(log_format: str | None, secrets: tuple[str, ...] = (), stream: IO[str] | None = None) -> None:
-    """`--log-format` wins over `$SANDBOXCTL_LOG_FORMAT`; `json` sends lifecycle events to stderr."""
+    """`--log-format` wins over `$SANDBOXCTL_LOG_FORMAT`; `json` sends lifecycle events to stderr
+    (or `stream`). A bad value is a usage error (exit 2) before the command does anything."""
     chosen = check_format(log_format or os.environ.get(ENV_LOG_FORMAT) or "text")
     if chosen != "json" or _state["enabled"]:
         return
@@ -53,10 +54,6 @@ def configure(log_format: str | None, secrets: tuple[str, ...] = (), stream: IO[
     logger.setLevel(logging.INFO)
     logger.propagate = False
     _state.update(enabled=True, secrets=tuple(s for s in secrets if s))
-
-
-def enabled() -> bool:
-    return bool(_state["enabled"])
 
 
 def log_event(
