@@ -74,13 +74,10 @@ def log_event(
     import logging
 
     from sandboxctl.hostid import this_user
-    from sandboxctl.services.events import Redactor
-
-    mask = Redactor(_state["secrets"])
 
     def clean(value: Any) -> Any:
         if isinstance(value, str):
-            return mask(redact(value) if redact is not None else value)
+            return _mask(redact(value) if redact is not None else value, _state["secrets"])
         return value
 
     payload: dict[str, Any] = {
@@ -95,6 +92,14 @@ def log_event(
     payload.update(fields)
     level = logging.ERROR if event == "failed" else logging.WARNING if error is not None else logging.INFO
     logging.getLogger(LOGGER_NAME).log(level, event, extra={"sandboxctl": {k: clean(v) for k, v in payload.items()}})
+
+
+def _mask(text: str, secrets: tuple[str, ...]) -> str:
+    """Configured secrets (API keys) as `***`, longest first, as `services.events.Redactor` does (this leaf
+    module may not import a service)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def format_record(record: logging.LogRecord) -> str:
