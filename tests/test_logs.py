@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,3 +112,19 @@ def test_errors_are_redacted_of_env_values_and_api_keys(json_logs: io.StringIO) 
     line = json_logs.getvalue()
     assert "s3cr3t-value" not in line and "dtn_apikey_0123456789" not in line
     assert json.loads(line)["error"] == 'pull failed: {"env": {"TOKEN": "***"}, "auth": "***"}'
+
+
+def test_exec_fast_path_imports_logging_only_when_json_logs_are_on(cli: Cli) -> None:
+    sandbox = cli.ok("create", "--backend", "local").stdout.strip()
+    code = (
+        "import sys\n"
+        f"sys.argv = ['sandboxctl', *sys.argv[1:], 'exec', {sandbox!r}, '--', 'true']\n"
+        "from sandboxctl.cli import run\n"
+        "code = run()\n"
+        "sys.stdout.write(repr((code, 'logging' in sys.modules)))\n"
+    )
+    for root, expected in (((), "(0, False)"), (("--log-format", "json"), "(0, True)")):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *root], capture_output=True, text=True, env=cli.env, timeout=120
+        )
+        assert proc.stdout == expected, proc.stderr
