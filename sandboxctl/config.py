@@ -13,11 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandboxctl.durations import format_duration, parse_duration
 from sandboxctl.errors import ConfigError, UsageError
 from sandboxctl.sizes import parse_size
+
+if TYPE_CHECKING:
+    from sandboxctl.quota import LiveQuota
 
 APP_NAME = "sandboxctl"
 ENV_HOME = "SANDBOXCTL_HOME"
@@ -67,6 +70,8 @@ KEYS: dict[str, Key] = {
         Key("agent.max_collect", "1GiB", parse_size, "most bytes of returned content agent-run collects"),
         Key("agent.max_file", "100MiB", parse_size, "largest returned file agent-run puts in the patch"),
         Key("agent.keep_for", "24h", parse_duration, "lifetime of a sandbox kept after a run that did not succeed"),
+        Key("quota.max_live", None, _positive_int, "most live sandboxes in this registry (unset: no limit)"),
+        Key("quota.max_live_per_user", None, _positive_int, "most live sandboxes per created_by (unset: no limit)"),
         Key("daytona.api_key", None, str, "Daytona API key", env="DAYTONA_API_KEY", secret=True),
         Key("daytona.api_url", None, str, "Daytona API URL", env="DAYTONA_API_URL"),
         Key("daytona.target", None, str, "Daytona target region", env="DAYTONA_TARGET"),
@@ -203,6 +208,34 @@ class Settings:
     def idle_timeout(self) -> timedelta | None:
         value: timedelta = self.get("idle_timeout")
         return value if value.total_seconds() > 0 else None
+
+    def quota(self, user: str) -> LiveQuota | None:
+        """The quotas a new sandbox of `user` must fit, or None when none is set."""
+        from sandboxctl.quota import LiveQuota
+
+        max_live, per_user = self.get("quota.max_live"), self.get("quota.max_live_per_user")
+        if max_live is None and per_user is None:
+            return None
+        return LiveQuota(user=user, max_live=max_live, max_live_per_user=per_user)
+
+
+def take_log_format(args: list[str]) -> str | None:
+    """Pop a leading `--log-format F` / `--log-format=F` (a root option) off `args` for the fast parsers."""
+    if args[0] == "--log-format" and len(args) > 1:
+        value = args[1]
+        del args[:2]
+        return value
+    if args[0].startswith("--log-format="):
+        return args.pop(0).partition("=")[2]
+    return None
+
+
+def configure_logs(settings: Settings, log_format: str | None) -> None:
+    """Turn on JSON logs if asked (flag, then $SANDBOXCTL_LOG_FORMAT), masking the configured secrets."""
+    from sandboxctl import logs
+
+    secrets = tuple(str(settings.get(key.name) or "") for key in KEYS.values() if key.secret)
+    logs.configure(log_format, secrets)
 
 
 def show_value(setting: Setting) -> str | None:

@@ -59,6 +59,13 @@ class BackendUnavailable(SandboxctlError):
     exit_code = 4
 
 
+class QuotaExceeded(SandboxctlError):
+    """A quota (`quota.max_live`, `quota.max_live_per_user`) refuses another sandbox (exit 5): distinct from
+    a failure, so a CI job can wait and retry instead of reporting a broken build."""
+
+    exit_code = 5
+
+
 class CleanupLocked(SandboxctlError):
     """Another cleanup holds the lock; cron should just try next time (exit 75)."""
 

@@ -16,6 +16,7 @@ LABEL_PID = "sandboxctl.pid"
 LABEL_CREATED_AT = "sandboxctl.created-at"
 LABEL_POLICY = "sandboxctl.policy"
 LABEL_NAME = "sandboxctl.name"
+LABEL_CREATED_BY = "sandboxctl.created-by"
 
 _LABEL_KEY = re.compile(r"[A-Za-z0-9._/-]+")
 

@@ -257,6 +257,7 @@ def test_exec_grammar_is_the_same_on_the_fast_path_and_in_typer() -> None:
         ["exec", "sb1", "--timeout=1m", "-w", "/x", "--", "--", "-e"],
         ["--db", "x.db", "exec", "sb1", "-e", "A=b=c", "--", "env"],
         ["--debug", "exec", "aaaa", "--env=K=V", "--", "ls", "-la"],
+        ["--log-format", "json", "--db", "y.db", "exec", "sb1", "--", "true"],
     ]
     for argv in argvs:
         fast = parse_fast(argv)
@@ -266,6 +267,7 @@ def test_exec_grammar_is_the_same_on_the_fast_path_and_in_typer() -> None:
         exec_command = command.commands["exec"]  # type: ignore[attr-defined]
         params = exec_command.make_context("exec", argv[argv.index("exec") + 1 :], parent=root).params
         assert (root.params["db"], params["sandbox"], params["command"]) == (fast.db, fast.sandbox, fast.command)
+        assert root.params["log_format"] == fast.log_format
         assert (params["timeout"], params["workdir"], params["env"] or []) == (fast.timeout, fast.workdir, fast.env)
 
 
@@ -436,6 +438,10 @@ def test_fast_writes_store_exactly_what_the_full_registry_stores(tmp_path: Path)
         ["status", "--backend=docker", "--all"],
         ["status", "--state", "running", "-s", "failed", "--expired", "-q", "--sort", "-name"],
         ["status", "--sort=expires", "--quiet", "--state=expired", "-a"],
+        ["status", "--user", "alice", "--json"],
+        ["--log-format", "json", "status", "--json"],
+        ["--db", "x.db", "--log-format=text", "delete", "a"],
+        ["status", "-u", "bob", "--user=carol", "-a"],
         ["--db", "x.db", "--debug", "status", "-b", "local"],
         ["delete", "a"],
         ["delete", "a", "b", "--json", "c"],
@@ -459,6 +465,7 @@ def test_status_and_delete_grammar_is_the_same_on_the_fast_path_and_in_typer(arg
     root = command.make_context("sandboxctl", [*argv[:at], "status"], resilient_parsing=True)
     params = command.commands[fast.command].make_context(fast.command, argv[at + 1 :], parent=root).params  # type: ignore[attr-defined]
     assert root.params["db"] == fast.db
+    assert root.params["log_format"] == fast.log_format
     positional = params.pop({"status": "sandbox", "delete": "sandboxes"}.get(fast.command, ""), None)
     assert ([] if positional is None else [positional] if isinstance(positional, str) else list(positional)) == list(
         fast.args

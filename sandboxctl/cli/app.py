@@ -9,7 +9,7 @@ import typer
 from sandboxctl import __version__
 from sandboxctl.cli import agent, cleanup, config_cmd, cp, create, delete, exec_, extend, render, shell, status
 from sandboxctl.cli.examples import EXAMPLES, SectionedGroup, attach_examples
-from sandboxctl.config import Settings
+from sandboxctl.config import Settings, configure_logs
 from sandboxctl.services.context import Context
 
 app = typer.Typer(
@@ -41,12 +41,22 @@ def root(
         typer.Option("--db", metavar="URL", help="Registry: a SQLite path or SQLAlchemy URL (env: SANDBOXCTL_DB)."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks (env: SANDBOXCTL_DEBUG=1).")] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            metavar="text|json",
+            help="json: one JSON object per lifecycle event on stderr (env: SANDBOXCTL_LOG_FORMAT).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Build the one Context every command receives."""
-    ctx.obj = Context(settings=Settings.load(db))
+    settings = Settings.load(db)
+    configure_logs(settings, log_format)
+    ctx.obj = Context(settings=settings)
 
 
 app.command("create")(create.create_cmd)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sandboxctl.cli import render
-from sandboxctl.cli.options import JsonOption, LabelOption
+from sandboxctl.cli.options import JsonOption, LabelOption, UserOption
 from sandboxctl.durations import parse_duration
 from sandboxctl.labels import parse_labels
 from sandboxctl.services.context import Context
@@ -148,6 +148,7 @@ def cleanup_cmd(
         typer.Option("--backend", "-b", metavar="B", help="Only docker, daytona or local (default: all)."),
     ] = None,
     label: LabelOption = None,
+    user: UserOption = None,
     orphans: Annotated[
         bool,
         typer.Option(
@@ -176,6 +177,7 @@ def cleanup_cmd(
         older_than=parse_duration(older_than) if older_than is not None else None,
         force=force,
         labels=parse_labels(label or []),
+        created_by=user,
         backend=check_backend_name(backend) if backend else None,
         limit=limit if limit is not None else settings.get("cleanup.limit"),
         orphans=orphans,

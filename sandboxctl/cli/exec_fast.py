@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from sandboxctl.config import Settings
+from sandboxctl.config import Settings, configure_logs, take_log_format
 from sandboxctl.durations import format_duration, parse_duration
 from sandboxctl.envvars import collect_env
 from sandboxctl.errors import CommandTimedOut
@@ -76,10 +76,13 @@ class FastExec:
     workdir: str | None = None
     env: list[str] = field(default_factory=list)
     env_files: list[str] = field(default_factory=list)
+    log_format: str | None = None
 
     def run(self) -> int:
+        settings = Settings.load(self.db)
+        configure_logs(settings, self.log_format)
         return run_exec(
-            Context(settings=Settings.load(self.db)),
+            Context(settings=settings),
             self.sandbox,
             self.command,
             timeout=self.timeout,
@@ -93,7 +96,8 @@ _VALUED = {"--timeout": "timeout", "--workdir": "workdir", "-w": "workdir"}
 
 
 def parse_fast(argv: Sequence[str]) -> FastExec | None:
-    """`[--db URL] [--debug] exec SANDBOX [-t DUR] [-w DIR] [-e K=V|K]... [--env-file F]... -- CMD...`, or None."""
+    """`[--db URL] [--debug] [--log-format F] exec SANDBOX [-t DUR] [-w DIR] [-e K=V|K]... [--env-file F]... --
+    CMD...`, or None."""
     parsed = FastExec()
     args = list(argv)
     while args and args[0] != "exec":  # root options
@@ -102,6 +106,8 @@ def parse_fast(argv: Sequence[str]) -> FastExec | None:
         elif args[0] == "--db" and len(args) > 1:
             parsed.db = args[1]
             del args[:2]
+        elif (log_format := take_log_format(args)) is not None:
+            parsed.log_format = log_format
         else:
             return None
     if len(args) < 4 or "--" not in args or args[1].startswith("-"):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sandboxctl.cli import render
-from sandboxctl.config import Settings
+from sandboxctl.config import Settings, configure_logs, take_log_format
 from sandboxctl.durations import parse_duration
 from sandboxctl.envvars import collect_env
 from sandboxctl.errors import BackendUnavailable, OperationFailed, UsageError
@@ -37,6 +37,7 @@ def show_status(
     expired: bool = False,
     quiet: bool = False,
     sort: str | None = None,
+    user: str | None = None,
 ) -> None:
     from sandboxctl.registry.reader import SandboxQuery
     from sandboxctl.services.listing import iter_sandboxes, sandbox_status
@@ -55,6 +56,7 @@ def show_status(
         states=tuple(state or ()),
         expired_at=app.now() if expired else None,
         sort=sort or DEFAULT_SORT,
+        created_by=user,
     )
     records = iter_sandboxes(app, include_archived=all_, selector=parse_labels(label), query=query)
     if quiet:
@@ -143,7 +145,7 @@ GRAMMARS = {
             "--quiet": "quiet",
             "-q": "quiet",
         },
-        valued={"--backend": "backend", "-b": "backend", "--sort": "sort"},
+        valued={"--backend": "backend", "-b": "backend", "--sort": "sort", "--user": "user", "-u": "user"},
         repeated={"--label": "label", "-l": "label", "--state": "state", "-s": "state"},
         min_args=0,
         max_args=1,
@@ -185,9 +187,12 @@ class FastCommand:
     command: str
     args: tuple[str, ...]
     params: dict[str, object]
+    log_format: str | None = None
 
     def run(self) -> int:
-        app = Context(settings=Settings.load(self.db))
+        settings = Settings.load(self.db)
+        configure_logs(settings, self.log_format)
+        app = Context(settings=settings)
         if self.command == "status":
             show_status(app, self.args[0] if self.args else None, **self.params)  # type: ignore[arg-type]
             return 0
@@ -198,15 +203,18 @@ class FastCommand:
 
 
 def parse_fast(argv: Sequence[str]) -> FastCommand | None:
-    """`[--db URL] [--debug] status|delete|create ...` in its plain forms, or None for Typer."""
+    """`[--db URL] [--debug] [--log-format F] status|delete|create ...` in its plain forms, or None for Typer."""
     args = list(argv)
     db: str | None = None
+    log_format: str | None = None
     while args and args[0] not in GRAMMARS:  # root options
         if args[0] == "--debug":
             args.pop(0)
         elif args[0] == "--db" and len(args) > 1:
             db = args[1]
             del args[:2]
+        elif (chosen := take_log_format(args)) is not None:
+            log_format = chosen
         else:
             return None
     if not args:
@@ -240,4 +248,4 @@ def parse_fast(argv: Sequence[str]) -> FastCommand | None:
         return None
     if not _typed(command, params):
         return None
-    return FastCommand(db, command, tuple(positional), params)
+    return FastCommand(db, command, tuple(positional), params, log_format)

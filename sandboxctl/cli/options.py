@@ -26,3 +26,7 @@ EnvFileOption = Annotated[
 BackendOption = Annotated[
     str | None, typer.Option("--backend", "-b", help="docker, daytona or local (default: config `backend`).")
 ]
+UserOption = Annotated[
+    str | None,
+    typer.Option("--user", "-u", metavar="NAME", help="Only sandboxes created by NAME (their `created_by`)."),
+]

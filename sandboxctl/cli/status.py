@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sandboxctl.cli import fast
-from sandboxctl.cli.options import BackendOption, JsonOption, LabelOption
+from sandboxctl.cli.options import BackendOption, JsonOption, LabelOption, UserOption
 
 
 def status_cmd(
@@ -35,6 +35,7 @@ def status_cmd(
             help="created, expires, accessed, name, status or backend; `-FIELD` descending. Default: -created.",
         ),
     ] = None,
+    user: UserOption = None,
     json_: JsonOption = False,
 ) -> None:
     """One sandbox with its live backend state, or a list of live sandboxes, newest first.
@@ -53,4 +54,5 @@ def status_cmd(
         expired=expired,
         quiet=quiet,
         sort=sort,
+        user=user,
     )

@@ -61,6 +61,16 @@ def _m006_agent_run_states(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE agent_runs ADD COLUMN {name} {sql_type}")
 
 
+def _m007_created_by(conn: Connection) -> None:
+    """Audit: who created each sandbox and run. Older rows stay null (unknown). m001/m002/m004 build tables
+    from today's models, so a new registry already has the column: add it only where missing."""
+    for table in ("sandbox", "sandbox_archive", "agent_runs"):
+        if "created_by" not in {column["name"] for column in sa_inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN created_by VARCHAR")
+    # status --user, cleanup --user and the per-user quota count select by it.
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_created_by ON sandbox (created_by, status)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_agent_runs", _create_agent_runs),
@@ -70,6 +80,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m004_agent_runs_where_missing", _create_agent_runs),
     ("m005_sandbox_leases", _m005_sandbox_leases),
     ("m006_agent_run_states", _m006_agent_run_states),
+    ("m007_created_by", _m007_created_by),
 ]
 
 if len(MIGRATIONS) != SCHEMA_VERSION:  # the reader must know the version without importing SQLModel

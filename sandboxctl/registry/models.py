@@ -49,6 +49,7 @@ class SandboxFields(SQLModel):
     idle_timeout_seconds: int | None = None
     host: str
     pid: int
+    created_by: str | None = None  # the OS user or $SANDBOXCTL_USER; null on records older than m005
     delete_attempts: int = 0
     last_error: str | None = None
     status_changed_at: datetime
@@ -144,6 +145,7 @@ class AgentRun(SQLModel, table=True):
     error: str | None = None
     host: str
     pid: int
+    created_by: str | None = None  # as on sandboxes; null on runs older than m005
     started_at: datetime
     finished_at: datetime | None = None
     duration_seconds: float | None = None
@@ -181,6 +183,7 @@ class AgentRun(SQLModel, table=True):
             "error": self.error,
             "host": self.host,
             "pid": self.pid,
+            "created_by": self.created_by,
             "started_at": isoformat(self.started_at),
             "finished_at": isoformat(self.finished_at),
             "duration_seconds": self.duration_seconds,

@@ -26,15 +26,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sandboxctl.durations import isoformat
 from sandboxctl.errors import RegistryError, SandboxNotFound, UsageError
 from sandboxctl.registry.states import LIVE_STATUSES, SandboxStatus, sources_of
 
+if TYPE_CHECKING:
+    from sandboxctl.quota import LiveQuota
+
 # The number of migrations in `registry/migrations.py` (checked there at import): a registry
 # at another version is left to the full registry, which migrates it.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SANDBOX_COLUMNS: tuple[str, ...] = (
     "id",
@@ -54,6 +57,7 @@ SANDBOX_COLUMNS: tuple[str, ...] = (
     "idle_timeout_seconds",
     "host",
     "pid",
+    "created_by",
     "delete_attempts",
     "last_error",
     "status_changed_at",
@@ -145,6 +149,7 @@ class SandboxQuery:
     expired_at: datetime | None = None
     sort: str | None = None
     labels: tuple[tuple[str, str], ...] = ()  # every one must match (a selector; keys as labels.py allows)
+    created_by: str | None = None  # the audit column (records older than it have none, and never match)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.states) - {s.value for s in SandboxStatus})
@@ -246,6 +251,7 @@ def sandbox_json(values: Mapping[str, Any]) -> dict[str, Any]:
         "idle_timeout_seconds": values["idle_timeout_seconds"],
         "host": values["host"],
         "pid": values["pid"],
+        "created_by": values["created_by"],
         "delete_attempts": values["delete_attempts"],
         "last_error": values["last_error"],
     }
@@ -436,6 +442,9 @@ class RegistryReader:
         if query.expired_at is not None:
             conditions.append("(status = ? OR expires_at <= ? OR idle_timeout_seconds IS NOT NULL)")
             params += [SandboxStatus.EXPIRED.value, to_sqlite_datetime(query.expired_at)]
+        if query.created_by is not None:
+            conditions.append("created_by = ?")
+            params.append(query.created_by)
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         column, descending = query.order(archived)
@@ -472,14 +481,37 @@ class RegistryReader:
         rows = self._query("SELECT value FROM registry_meta WHERE key = 'registry_id'")
         return str(rows[0][0]) if rows else ""
 
-    def insert_sandbox(self, values: Mapping[str, Any]) -> None:
-        """`Registry.insert_sandbox` on stdlib sqlite3; a taken name is a usage error (exit 2)."""
+    def insert_sandbox(self, values: Mapping[str, Any], quota: LiveQuota | None = None) -> None:
+        """`Registry.insert_sandbox` on stdlib sqlite3; a taken name is a usage error (exit 2).
+
+        With a quota, the live records are counted inside the same BEGIN IMMEDIATE transaction
+        as the insert: parallel creates queue on SQLite's write lock, each seeing the others' rows."""
         columns = [c for c in SANDBOX_COLUMNS if c in values]
         sql = f"INSERT INTO sandbox ({_select(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        conn = self._connect()
         try:
-            self._write([(sql, [encode_value(c, values[c]) for c in columns])])
+            conn.execute("BEGIN IMMEDIATE")
+            if quota is not None:
+                statuses = sorted(LIVE_STATUSES)
+                live, of_user = conn.execute(
+                    "SELECT count(*), coalesce(sum(CASE WHEN created_by = ? THEN 1 ELSE 0 END), 0) FROM sandbox "
+                    f"WHERE status IN ({', '.join('?' * len(statuses))})",
+                    (quota.user, *statuses),
+                ).fetchone()
+                quota.check(int(live), int(of_user))
+            conn.execute(sql, [encode_value(c, values[c]) for c in columns])
+            conn.execute("COMMIT")
         except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")
             raise UsageError(f"a sandbox named {values['name']!r} already exists: choose another --name") from None
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise registry_error(self.path, exc) from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def set_status(
         self,

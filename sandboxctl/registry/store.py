@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, event, func, or_, text, update
+from sqlalchemy import and_, case, event, func, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DatabaseError, IntegrityError
@@ -25,6 +25,7 @@ from sqlmodel import Session, col, create_engine, delete, select
 from sandboxctl.durations import utcnow
 from sandboxctl.errors import RegistryError, UsageError
 from sandboxctl.labels import matches
+from sandboxctl.quota import PG_ADVISORY_LOCK_KEY, LiveQuota
 from sandboxctl.registry.migrations import MIGRATIONS
 from sandboxctl.registry.models import (
     AgentRun,
@@ -176,10 +177,16 @@ class Registry:
         return meta.value if meta else ""
 
     # -- records ---------------------------------------------------------
-    def insert(self, record: SandboxRecord) -> SandboxRecord:
-        """Commit a new record; a taken name is a usage error (exit 2)."""
+    def insert(self, record: SandboxRecord, quota: LiveQuota | None = None) -> SandboxRecord:
+        """Commit a new record; a taken name is a usage error (exit 2).
+
+        With a quota, the live records are counted in the insert's own transaction, serialised
+        with every other quota-checked insert: SQLite's BEGIN IMMEDIATE write lock, PostgreSQL's
+        transaction-scoped advisory lock (released at commit or rollback)."""
         try:
             with self.writing() as session:
+                if quota is not None:
+                    self._check_quota(session, quota)
                 session.add(record)
         except IntegrityError:
             raise UsageError(f"a sandbox named {record.name!r} already exists: choose another --name") from None
@@ -191,9 +198,20 @@ class Registry:
         with self.reading() as session:
             return session.exec(query).first() is not None
 
-    def insert_sandbox(self, values: Mapping[str, Any]) -> None:
+    def _check_quota(self, session: Session, quota: LiveQuota) -> None:
+        if self.engine.dialect.name == "postgresql":
+            session.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_ADVISORY_LOCK_KEY})")
+        mine = case((col(SandboxRecord.created_by) == quota.user, 1), else_=0)
+        live, of_user = session.exec(
+            select(func.count(), func.coalesce(func.sum(mine), 0)).where(
+                col(SandboxRecord.status).in_([s.value for s in LIVE_STATUSES])
+            )
+        ).one()
+        quota.check(int(live), int(of_user))
+
+    def insert_sandbox(self, values: Mapping[str, Any], quota: LiveQuota | None = None) -> None:
         """Commit a new record from its column values (create's write; the reader has a stdlib twin)."""
-        self.insert(SandboxRecord(**values))
+        self.insert(SandboxRecord(**values), quota)
 
     def get(self, sandbox_id: str) -> SandboxRecord | None:
         with self.reading() as session:
@@ -329,6 +347,8 @@ class Registry:
                 | (table.c.expires_at <= query.expired_at)
                 | table.c.idle_timeout_seconds.is_not(None)
             )
+        if query.created_by is not None:
+            statement = statement.where(table.c.created_by == query.created_by)
         with self.reading() as session:
             rows = session.connection().execute(statement).mappings().all()
         return [r for r in rows if (not selector or matches(r["labels"] or {}, selector)) and query.idle_expired(r)]
@@ -388,6 +408,7 @@ class Registry:
         older_than: timedelta | None = None,
         backend: str | None = None,
         selector: Mapping[str, str] | None = None,
+        created_by: str | None = None,
         exclude_permanent: bool = False,
         limit: int | None = None,
     ) -> list[SandboxRecord]:
@@ -404,6 +425,8 @@ class Registry:
             q = select(SandboxRecord).where(col(SandboxRecord.status) == status.value, *conditions)
             if backend:
                 q = q.where(SandboxRecord.backend == backend)
+            if created_by is not None:
+                q = q.where(SandboxRecord.created_by == created_by)
             for key, value in (selector or {}).items():
                 q = q.where(col(SandboxRecord.labels)[key].as_string() == value)
             if exclude_permanent:

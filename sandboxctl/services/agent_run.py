@@ -34,7 +34,8 @@ from sandboxctl.backends.base import ExecRequest, ExecResult
 from sandboxctl.config import atomic_write
 from sandboxctl.durations import isoformat
 from sandboxctl.errors import OperationFailed, SandboxctlError, UsageError
-from sandboxctl.hostid import this_host
+from sandboxctl.hostid import this_host, this_user
+from sandboxctl.logs import log_event
 from sandboxctl.registry.models import AgentRun, SandboxRecord
 from sandboxctl.registry.states import Policy
 from sandboxctl.registry.store import new_sandbox_id
@@ -267,6 +268,7 @@ class AgentRunner:
             output_dir=str(output_dir),
             host=this_host(),
             pid=os.getpid(),
+            created_by=this_user(),
             started_at=self.ctx.now(),
         )
         registry.insert_run(self.record)
@@ -561,6 +563,7 @@ class AgentRunner:
                 expires_at=isoformat(until if until is not None else sandbox.expires_at),
                 sandbox_deletion=deletion.to_json(),
             )
+            log_event("kept", sandbox_id=sandbox.id, backend=sandbox.backend, reason=keep_reason, run_id=self.run_id)
             return
         with self._step("finalize") as entry:
             try:
@@ -577,6 +580,9 @@ class AgentRunner:
         else:
             reason = f"deletion failed: {deletion.error}"
             self._emit("sandbox.kept", sandbox_id=sandbox.id, reason=reason, sandbox_deletion=deletion.to_json())
+            log_event(
+                "kept", sandbox_id=sandbox.id, backend=sandbox.backend, reason=self.redact(reason), run_id=self.run_id
+            )
 
     def _finish(self, output_dir: Path, outcome: Outcome, ended_at: datetime) -> dict[str, Any]:
         fields: dict[str, Any] = {

@@ -6,6 +6,7 @@ record the same way.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from sandboxctl.backends.base import Backend, NotFound, Unavailable
 from sandboxctl.backends.retry import RETRY_WITHIN_SECONDS, transient_retrying
 from sandboxctl.errors import SandboxctlError
 from sandboxctl.labels import LABEL_ID
+from sandboxctl.logs import log_event
 from sandboxctl.registry.states import SandboxStatus
 
 
@@ -129,7 +131,27 @@ def delete_sandbox(
     registry: RecordsDeletions, backend: Backend, record: DeletableRecord, *, now: datetime, reason: str = "deleted"
 ) -> SandboxDeletion:
     """Claim (-> deleting), remove with retries, then archive or keep as failed."""
+    started = time.monotonic()
     registry.set_status(record.id, SandboxStatus.DELETING, now=now)
     deletion = remove_backend_resource(backend, record.id, record.backend_id)
     record_deletion(registry, record, deletion, reason=reason, now=now)
+    log_deletion(deletion, backend=getattr(record, "backend", None), duration_seconds=time.monotonic() - started)
     return deletion
+
+
+def log_deletion(
+    deletion: SandboxDeletion, *, backend: str | None, duration_seconds: float, event: str = "deleted", **fields: Any
+) -> None:
+    """`deleted` (or the caller's success event), or `failed` with the error: the record was kept as failed."""
+    if deletion.success:
+        log_event(event, sandbox_id=deletion.sandbox_id, backend=backend, duration_seconds=duration_seconds, **fields)
+        return
+    log_event(
+        "failed",
+        action="cleanup" if event == "cleaned" else "delete",
+        sandbox_id=deletion.sandbox_id,
+        backend=backend,
+        duration_seconds=duration_seconds,
+        error=deletion.error or deletion.message,
+        **fields,
+    )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import BinaryIO
 
 from sandboxctl.backends.base import ExecRequest, ExecResult, NotFound, OutputSink
 from sandboxctl.errors import OperationFailed, UsageError
+from sandboxctl.logs import log_event
 from sandboxctl.registry.reader import SandboxRow
 from sandboxctl.registry.states import SandboxStatus
 from sandboxctl.services.context import Context
@@ -63,13 +65,44 @@ def exec_in_sandbox(
         stdin=stdin,
         timeout_seconds=timeout.total_seconds() if timeout else None,
     )
+    started = time.monotonic()
+    log_event("exec_started", sandbox_id=target.id, backend=target.backend)
     try:
         with hold(ctx, target.id):  # cleanup spares a sandbox in use (services/leases.py)
             result = backend.exec(backend_id, request)
-    except NotFound:
+    except BaseException as exc:
+        error = str(exc) or type(exc).__name__
+        duration = time.monotonic() - started
+        log_event(
+            "failed",
+            action="exec",
+            sandbox_id=target.id,
+            backend=target.backend,
+            duration_seconds=duration,
+            error=error,
+            redact=_redactor(env),
+        )
+        if not isinstance(exc, NotFound):
+            raise
         raise OperationFailed(
             f"sandbox {target.id} no longer exists on {target.backend} (removed outside sandboxctl); "
             "`sandboxctl cleanup --orphans` closes its record"
         ) from None
     touch(ctx, target.id)
+    log_event(
+        "exec_ended",
+        sandbox_id=target.id,
+        backend=target.backend,
+        duration_seconds=time.monotonic() - started,
+        exit_code=result.exit_code,
+        timed_out=result.timed_out,
+    )
     return result
+
+
+def _redactor(env: dict[str, str] | None) -> Callable[[str], str] | None:
+    if not env:
+        return None
+    from sandboxctl.services.events import Redactor
+
+    return Redactor(env.values())

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sandboxctl.backends.base import CreateSpec
 from sandboxctl.durations import isoformat
-from sandboxctl.errors import UsageError
-from sandboxctl.hostid import this_host
+from sandboxctl.errors import QuotaExceeded, UsageError
+from sandboxctl.hostid import this_host, this_user
 from sandboxctl.labels import (
     LABEL_CREATED_AT,
+    LABEL_CREATED_BY,
     LABEL_EXPIRES_AT,
     LABEL_HOST,
     LABEL_ID,
@@ -22,6 +25,7 @@ from sandboxctl.labels import (
     LABEL_REGISTRY,
 )
 from sandboxctl.limits import MEMORY_MAX_BYTES, MEMORY_MIN_BYTES, check_cpus
+from sandboxctl.logs import log_event
 from sandboxctl.registry.reader import SandboxRow, looks_like_id, new_sandbox_id
 from sandboxctl.registry.states import Policy, SandboxStatus
 from sandboxctl.services.context import Context
@@ -63,6 +67,7 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
     A crash between the two leaves either a record naming its host and pid, or a
     resource labelled with the record's id: `cleanup --orphans` finds both.
     """
+    started = time.monotonic()
     if options.name is not None:
         check_name(ctx, options.name)
     if options.cpus is not None:
@@ -74,6 +79,8 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
     ttl = options.ttl if options.ttl is not None else ctx.settings.ttl_for(options.policy)
     idle = options.idle_timeout if options.idle_timeout is not None else ctx.settings.idle_timeout
     sandbox_id = new_sandbox_id()
+    user = this_user()
+    quota = ctx.settings.quota(user)  # a bad quota value fails here, before any record
     image = options.image or (ctx.settings.image if options.backend != "local" else None)
     record = dict(
         id=sandbox_id,
@@ -92,6 +99,7 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
         idle_timeout_seconds=int(idle.total_seconds()) if idle else None,
         host=this_host(),
         pid=os.getpid(),
+        created_by=user,
         status_changed_at=now,
         delete_attempts=0,
         last_error=None,
@@ -99,7 +107,11 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
     )
     # On a current SQLite registry these few writes need no SQLModel (the reader's twins, parity-tested).
     registry = ctx.reader or ctx.registry
-    registry.insert_sandbox(record)
+    try:
+        registry.insert_sandbox(record, quota)  # refuses (exit 5) beyond a quota, atomically with the insert
+    except QuotaExceeded as exc:
+        log_event("failed", action="create", sandbox_id=None, backend=options.backend, error=str(exc))
+        raise
     labels = {
         **options.labels,
         LABEL_ID: sandbox_id,
@@ -110,6 +122,7 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
         LABEL_REGISTRY: registry.registry_id(),
         LABEL_HOST: record["host"],
         LABEL_PID: str(record["pid"]),
+        LABEL_CREATED_BY: user,
     }
     spec = CreateSpec(
         sandbox_id=sandbox_id,
@@ -130,9 +143,26 @@ def create_sandbox(ctx: Context, options: CreateOptions) -> SandboxRow:
         message = str(exc) or type(exc).__name__
         registry.set_status(sandbox_id, SandboxStatus.FAILED, now=failed_at, last_error=message)
         registry.archive(sandbox_id, reason="create_failed", deletion={"error": message}, now=failed_at)
+        log_event(
+            "failed",
+            action="create",
+            sandbox_id=sandbox_id,
+            backend=options.backend,
+            duration_seconds=time.monotonic() - started,
+            error=message,
+            redact=_env_redactor(options.env),
+        )
         raise
     registry.set_status(
         sandbox_id, SandboxStatus.RUNNING, now=ctx.now(), expect=[SandboxStatus.CREATING], backend_id=created.backend_id
     )
     record.update(backend_id=created.backend_id, status=SandboxStatus.RUNNING.value)
+    log_event("created", sandbox_id=sandbox_id, backend=options.backend, duration_seconds=time.monotonic() - started)
     return SandboxRow(record)
+
+
+def _env_redactor(env: dict[str, str]) -> Callable[[str], str]:
+    """Masks the sandbox's env values in what is logged (an SDK error may echo its request)."""
+    from sandboxctl.services.events import Redactor
+
+    return Redactor(env.values())

@@ -22,6 +22,7 @@ from sandboxctl.durations import parse_timestamp
 from sandboxctl.hostid import this_host
 from sandboxctl.labels import (
     LABEL_CREATED_AT,
+    LABEL_CREATED_BY,
     LABEL_EXPIRES_AT,
     LABEL_HOST,
     LABEL_ID,
@@ -156,6 +157,7 @@ def orphan_archive_row(
         expires_at=label_time(labels.get(LABEL_EXPIRES_AT)),
         host=labels.get(LABEL_HOST) or "",
         pid=label_pid(labels.get(LABEL_PID)) or 0,
+        created_by=labels.get(LABEL_CREATED_BY),
         status_changed_at=now,
         archived_at=now,
         reason=reason,

@@ -239,7 +239,7 @@ def test_metrics_file_parses_and_counts_across_runs(cli: Cli, tmp_path: Path, do
     samples = {s.name: s.value for f in text_string_to_metric_families(metrics.read_text()) for s in f.samples}
     for name in (
         "sandbox_cleanup_total",
-        "sandbox_cleanup_duration_seconds",
+        "sandbox_cleanup_duration_seconds_count",
         "sandbox_cleanup_errors_total",
         "sandbox_active_count",
         "sandbox_expired_count",
@@ -247,6 +247,7 @@ def test_metrics_file_parses_and_counts_across_runs(cli: Cli, tmp_path: Path, do
         assert name in samples, samples
     assert samples["sandbox_cleanup_total"] == 1 and samples["sandbox_cleanup_errors_total"] == 0
     assert samples["sandbox_active_count"] == 1 and samples["sandbox_expired_count"] == 0
+    assert samples["sandbox_cleanup_duration_seconds_count"] == 2  # a histogram over both runs
     assert [p.name for p in metrics.parent.iterdir()] == ["sandboxctl.prom"]  # no temp file left behind
 
 

@@ -17,7 +17,7 @@ from sandboxctl.registry.models import SandboxStatus
 from sandboxctl.services.cleanup.planner import CleanupRequest, plan_cleanup
 from sandboxctl.services.cleanup.report import Action, CleanupItem, CleanupReport, Outcome
 from sandboxctl.services.context import Context
-from sandboxctl.services.deletion import SandboxDeletion, record_deletion, remove_backend_resource
+from sandboxctl.services.deletion import SandboxDeletion, log_deletion, record_deletion, remove_backend_resource
 from sandboxctl.services.leases import drop_dead_leases
 from sandboxctl.services.orphans import VANISHED, orphan_archive_row, process_alive
 
@@ -72,6 +72,7 @@ def _delete_resource(item: CleanupItem, backends: BackendPool) -> SandboxDeletio
 
 def _execute_one(item: CleanupItem, registry: Registry, backends: BackendPool, clock: Callable[[], datetime]) -> None:
     """Claim, act, record. Sets the item's outcome; never raises."""
+    started = time.monotonic()
     try:
         if item.record is not None:
             record = item.record
@@ -90,6 +91,7 @@ def _execute_one(item: CleanupItem, registry: Registry, backends: BackendPool, c
                 closed = SandboxDeletion(item.sandbox_id, True, "backend resource vanished")
                 registry.archive(item.sandbox_id, reason=VANISHED, deletion=closed.to_json(), now=clock())
                 item.outcome = Outcome.CLEANED
+                log_deletion(closed, backend=item.backend, duration_seconds=0.0, event="cleaned", reason=item.reason)
                 return
             deletion = _delete_resource(item, backends)
             record_deletion(registry, record, deletion, reason=item.reason, now=clock())
@@ -103,6 +105,9 @@ def _execute_one(item: CleanupItem, registry: Registry, backends: BackendPool, c
     except Exception as exc:  # noqa: BLE001 - e.g. the registry locked for a minute: reported, the run goes on
         # A claimed record left `deleting` is re-claimed after CLAIM_TIMEOUT.
         deletion = _failure(item, str(exc) if isinstance(exc, SandboxctlError) else f"{type(exc).__name__}: {exc}")
+    log_deletion(
+        deletion, backend=item.backend, duration_seconds=time.monotonic() - started, event="cleaned", reason=item.reason
+    )
     item.retries_used = deletion.retries_used
     item.freed_bytes = deletion.freed_bytes
     if deletion.success:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sandboxctl.errors import BackendUnavailable, SandboxNotFound
-from sandboxctl.labels import LABEL_CREATED_AT, LABEL_EXPIRES_AT, LABEL_ID, LABEL_NAME, matches
+from sandboxctl.labels import LABEL_CREATED_AT, LABEL_CREATED_BY, LABEL_EXPIRES_AT, LABEL_ID, LABEL_NAME, matches
 from sandboxctl.registry.models import Policy, SandboxRecord, SandboxStatus
 from sandboxctl.services.cleanup.report import Action, CleanupItem, Outcome
 from sandboxctl.services.context import Context
@@ -52,6 +52,7 @@ class CleanupRequest:
     older_than: timedelta | None = None
     force: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
+    created_by: str | None = None  # --user: records by `created_by`, orphans by their created-by label
     backend: str | None = None
     limit: int = 100
     orphans: bool = False
@@ -124,6 +125,7 @@ def plan_records(
             older_than=request.older_than,
             backend=request.backend,
             selector=selector,
+            created_by=request.created_by,
             exclude_permanent=not request.force,
             limit=request.limit,
         )
@@ -132,6 +134,8 @@ def plan_records(
     items: dict[str, CleanupItem] = {}
     for record in records:
         if record.id in items or (selector and not matches(record.labels, selector)):
+            continue
+        if request.created_by is not None and record.created_by != request.created_by:
             continue
         reason = judged.get(record.id)
         if reason is not None and record.policy == Policy.PERMANENT and not request.force:
@@ -205,13 +209,18 @@ def plan_reconciliation(
     recorded = {row.backend for row in registry.live_refs()} if registry is not None else set()
     required = {request.backend} if request.backend else recorded
     selector = dict(request.labels)
+    owned_selector = dict(selector)
+    if request.created_by is not None:  # orphans have no record: their label says who made them
+        owned_selector[LABEL_CREATED_BY] = request.created_by
     found = Plan()
     for name in _backends_to_scan(ctx, request, recorded):
         if name == "local" and name not in required and not ctx.settings.paths.local_root.is_dir():
             continue
         try:
             backend = backends.get(name)
-            resources = backend.list_owned(selector or None)  # listed before the records are read: see find_orphans
+            resources = backend.list_owned(
+                owned_selector or None
+            )  # listed before the records are read: see find_orphans
         except Exception as exc:  # noqa: BLE001 - one unreadable backend must not stop the others
             if name not in required and isinstance(exc, BackendUnavailable):
                 found.skipped_backends.append({"backend": name, "reason": str(exc)})
@@ -240,7 +249,12 @@ def plan_reconciliation(
         ]
         if not unlisted or registry is None:
             continue
-        candidates = [r for r in registry.get_many(unlisted) if not selector or matches(r.labels, selector)]
+        candidates = [
+            r
+            for r in registry.get_many(unlisted)
+            if (not selector or matches(r.labels, selector))
+            and (request.created_by is None or r.created_by == request.created_by)
+        ]
         try:
             vanished = find_vanished(backend, candidates)
         except Exception as exc:  # noqa: BLE001 - reported, the rest of the run goes on
