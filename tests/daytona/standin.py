@@ -599,9 +599,12 @@ class _Handler(BaseHTTPRequestHandler):
             data = sandbox.to_json(standin.toolbox_url)
             del standin.sandboxes[sandbox.id]
             sessions = [standin.sessions.pop(key) for key in list(standin.sessions) if key[0] == sandbox.id]
+            ptys = [standin.ptys.pop(key) for key in list(standin.ptys) if key[0] == sandbox.id]
         for session in sessions:
             for command in session.commands.values():
                 command.kill()
+        for terminal in ptys:
+            terminal.kill()
         shutil.rmtree(sandbox.home, ignore_errors=True)
         self._json(200, data, "Sandbox")
 
@@ -1056,6 +1059,8 @@ def _pty_create_connect(handler: _Handler, sandbox: StandInSandbox, query: dict[
             return handler._fail(409, f"PTY session {request.id} already exists", "CONFLICT", "DAYTONA_DAEMON")
         terminal = StandInPty(request, sandbox, cwd)
         standin.ptys[(sandbox.id, terminal.id)] = terminal
+    if handler._lose_answer:  # a `lose` fault: the session exists, the client never hears of it
+        return handler._reset()
     accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
     handler.close_connection = True
     wfile, lock = handler.wfile, threading.Lock()

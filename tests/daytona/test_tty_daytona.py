@@ -151,3 +151,74 @@ def test_shell_on_an_unknown_sandbox_is_exit_3(dcli: Cli) -> None:
     child = pexpect.spawn(SANDBOXCTL, ["shell", "nosuch"], env=dcli.env, timeout=60, encoding="utf-8")
     child.expect("error: ")
     assert finish(child) == 3
+
+
+# -- retries: each PTY call that is safe to repeat is repeated --------------------------------------
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"method": "GET", "path": r"/process/pty/create-connect$", "status": 503},  # refused: try again
+        {"method": "GET", "path": r"/process/pty/create-connect$", "lose": True},  # made, answer lost: delete it
+        {"method": "POST", "path": r"/process/pty/[^/]+/resize$", "status": 503},
+        {"method": "DELETE", "path": r"/process/pty/[^/]+$", "status": 502},
+    ],
+    ids=["create-503", "create-lost", "resize-503", "delete-502"],
+)
+def test_transient_pty_failures_are_retried(dcli: Cli, target: Target, box: str, fault: dict[str, object]) -> None:
+    if target.standin is None:
+        pytest.skip("needs the stand-in's faults")
+    injected = target.standin.add_fault(**fault)
+    script = 'echo ready; read l; echo "size=$(stty size)"; exit 6'
+    child = spawn(dcli.env, "shell", box, "--", "sh", "-c", script, rows=20, cols=80)
+    child.expect("ready")
+    child.setwinsize(21, 81)
+    child.sendline("go")
+    child.expect(r"size=21 81\r\n")
+    assert finish(child) == 6
+    assert injected.times == 0, "the fault never fired"
+    assert_no_pty_left(target)  # a session made by a lost attempt is deleted too
+
+
+def test_sandbox_deleted_mid_session_ends_it_and_restores_the_terminal(dcli: Cli, target: Target, box: str) -> None:
+    child = wrapped(dcli.env, f'stty -g; "{SANDBOXCTL}" shell {box}; echo "rc=$?"; stty -g')
+    child.expect(STTY_G)
+    before = child.match.group(1)
+    child.expect(PROMPT)
+    dcli.ok("delete", box)
+    child.expect(r"rc=(\d+)")
+    assert child.match.group(1) != "0"
+    child.expect(STTY_G)
+    assert child.match.group(1) == before
+    assert finish(child) == 0
+
+
+# -- the stand-in's PTY endpoints, through the SDK itself ------------------------------------------
+def test_standin_pty_endpoints_through_the_sdk(target: Target, sandbox: str) -> None:
+    if target.standin is None:
+        pytest.skip("checks the stand-in")
+    from daytona import Daytona, DaytonaConfig, DaytonaConflictError
+    from daytona.common.pty import PtySize
+
+    client = Daytona(DaytonaConfig(api_key=target.api_key, api_url=target.api_url, use_deprecated_polling=True))
+    process = client.get(sandbox).process
+    handle = process.create_pty_session("one", envs={"GREETING": "hi"}, pty_size=PtySize(rows=11, cols=55))
+    with pytest.raises(DaytonaConflictError):
+        process.create_pty_session("one")
+    info = process.get_pty_session_info("one")
+    assert (info.id, info.active, info.rows, info.cols, info.envs) == ("one", True, 11, 55, {"GREETING": "hi"})
+    assert process.resize_pty_session("one", PtySize(rows=12, cols=56)).rows == 12
+    assert [s.id for s in process.list_pty_sessions()] == ["one"]
+    handle.send_input(b'stty size; echo "$GREETING-there"; exit 5\n')
+    output = bytearray()
+    result = handle.wait(on_data=output.extend, timeout=60)
+    assert result.exit_code == 5, (result, bytes(output))
+    assert b"12 56\r\n" in output and b"hi-there\r\n" in output
+    assert process.get_pty_session_info("one").active is False
+    process.kill_pty_session("one")
+    assert process.list_pty_sessions() == []
+    handle.disconnect()
+    # A running session is killed by the delete: its shell dies of SIGKILL.
+    second = process.create_pty_session("two")
+    process.kill_pty_session("two")
+    assert second.wait(timeout=60).exit_code == 128 + signal.SIGKILL
+    second.disconnect()
