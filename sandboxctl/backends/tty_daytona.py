@@ -19,6 +19,7 @@ import os
 import secrets
 import shlex
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from sandboxctl.backends.base import BackendError, NotFound
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 MAX_LINE = 4000
 PRELUDE_LIMIT = 64 * 1024  # bytes of pre-marker output kept, shown only if the command never started
 EXIT_WAIT = 10.0  # seconds to wait for the rest of the output once the command has exited
+# Seconds for the start line to take effect. Until then keys are held (Ctrl-C included), so a daemon
+# shell that never runs it (a non-POSIX shell, a stuck profile) must end the session, not hang it.
+START_TIMEOUT = 20.0
+CLOSE_WAIT = 2.0  # seconds for the daemon to close the WebSocket after the session was deleted
 _SIZE_LIMIT = 1000  # the PTY API's bound on rows and cols
 
 
@@ -74,6 +79,7 @@ class DaytonaTtySession:
         self._send_lock = threading.Lock()
         self._read_fd, self._write_fd = os.pipe()
         self._closed = False
+        self._start_by = time.monotonic() + START_TIMEOUT
         self._pump = threading.Thread(target=self._run_pump, daemon=True, name="daytona-pty")
         self._pump.start()
 
@@ -147,7 +153,15 @@ class DaytonaTtySession:
             )
 
     def poll(self) -> int | None:
-        """The exit code once the daemon said the command exited (a background child may hold the terminal)."""
+        """The exit code once the daemon said the command exited (a background child may hold the terminal).
+
+        Raises when the command has not started within `START_TIMEOUT`.
+        """
+        if not self._started and self.handle.is_connected() and time.monotonic() > self._start_by:
+            raise BackendError(
+                f"the command did not start on the Daytona terminal within {START_TIMEOUT:g} s "
+                "(the sandbox's PTY shell did not run sandboxctl's start line)"
+            )
         return None if self.handle.is_connected() else self.handle.exit_code
 
     def wait(self) -> int:
@@ -159,23 +173,22 @@ class DaytonaTtySession:
         return int(code)
 
     def close(self, *, kill: bool) -> None:
-        """Delete the PTY session (which kills what still runs on it), then drop the connection.
+        """Delete the PTY session (which kills what still runs on it, `kill` or not), then drop the connection.
 
-        Deleting is idempotent: it is retried, and "not found" means it is already gone. With
-        `kill` (we were interrupted) a failure to delete is reported; otherwise it is best effort.
+        Deleting is idempotent, so it is retried; "not found" means it is already gone, and a delete
+        that still fails is not allowed to replace the exit code or the interrupt being reported.
         """
         if self._closed:
             return
         self._closed = True
         try:
-            _kill_session(self.backend, self.process, self.handle.session_id)
-        except BackendError:
-            if kill:
-                raise
+            with contextlib.suppress(BackendError):
+                _kill_session(self.backend, self.process, self.handle.session_id)
+            # Let the daemon's close frame end the pump: once we disconnect, the SDK's receive never returns.
+            self._pump.join(CLOSE_WAIT)
         finally:
             self.handle.disconnect()
             os.close(self._read_fd)
-            self._pump.join(EXIT_WAIT)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,11 +197,10 @@ def test_sandbox_deleted_mid_session_ends_it_and_restores_the_terminal(dcli: Cli
 def test_standin_pty_endpoints_through_the_sdk(target: Target, sandbox: str) -> None:
     if target.standin is None:
         pytest.skip("checks the stand-in")
-    from daytona import Daytona, DaytonaConfig, DaytonaConflictError
+    from daytona import DaytonaConflictError
     from daytona.common.pty import PtySize
 
-    client = Daytona(DaytonaConfig(api_key=target.api_key, api_url=target.api_url, use_deprecated_polling=True))
-    process = client.get(sandbox).process
+    process = target.backend().client.get(sandbox).process
     handle = process.create_pty_session("one", envs={"GREETING": "hi"}, pty_size=PtySize(rows=11, cols=55))
     with pytest.raises(DaytonaConflictError):
         process.create_pty_session("one")
@@ -222,3 +222,27 @@ def test_standin_pty_endpoints_through_the_sdk(target: Target, sandbox: str) -> 
     process.kill_pty_session("two")
     assert second.wait(timeout=60).exit_code == 128 + signal.SIGKILL
     second.disconnect()
+
+
+@pytest.mark.slow
+def test_a_pty_shell_that_never_runs_the_start_line_ends_the_session(
+    dcli: Cli, target: Target, box: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys are held until the command starts, so without the bound no key (not even Ctrl-C) could end it."""
+    if target.standin is None:
+        pytest.skip("needs the stand-in's PTY shell")
+    from . import standin as standin_module
+
+    monkeypatch.setattr(standin_module, "PTY_SHELL", ["cat"])  # echoes the line back, never runs it
+    child = wrapped(dcli.env, f'stty -g; "{SANDBOXCTL}" shell {box}; echo "rc=$?"; stty -g')
+    child.expect(STTY_G)
+    before = child.match.group(1)
+    raw = lambda: not termios.tcgetattr(child.child_fd)[3] & termios.ICANON  # noqa: E731 - the slave's mode
+    eventually(raw, "sandboxctl never put the terminal in raw mode")
+    child.sendintr()  # held, like every key before the start
+    child.expect(r"error: the command did not start on the Daytona terminal within \d+ s", timeout=60)
+    child.expect(r"rc=1\r\n")
+    child.expect(STTY_G)
+    assert child.match.group(1) == before
+    assert finish(child) == 0
+    assert_no_pty_left(target)
