@@ -2,7 +2,7 @@
 
 A session is a pseudo-terminal in the sandbox that the CLI relays our own
 terminal to. It is not part of the `Backend` protocol, so a backend without one
-(Daytona, for now) needs no stub: `open_tty` refuses it with a usage error.
+needs no stub: `open_tty` refuses it with a usage error.
 """
 
 from __future__ import annotations
@@ -69,7 +69,17 @@ def _local(backend: Any, backend_id: str, request: TtyRequest) -> TtySession:
     return open_local_tty(backend, backend_id, request)
 
 
-OPENERS: dict[str, Callable[[Any, str, TtyRequest], TtySession]] = {"docker": _docker, "local": _local}
+def _daytona(backend: Any, backend_id: str, request: TtyRequest) -> TtySession:
+    from sandboxctl.backends.tty_daytona import open_daytona_tty
+
+    return open_daytona_tty(backend, backend_id, request)
+
+
+OPENERS: dict[str, Callable[[Any, str, TtyRequest], TtySession]] = {
+    "docker": _docker,
+    "local": _local,
+    "daytona": _daytona,
+}
 
 
 def open_tty(backend: Any, backend_id: str, request: TtyRequest) -> TtySession:

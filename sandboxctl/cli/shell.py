@@ -59,7 +59,7 @@ def shell_cmd(
     """Open an interactive shell in a sandbox: its $SHELL, else bash, else sh, on a real terminal.
 
     Raw mode, window resizes and Ctrl-C reach the sandbox; your terminal is restored on exit and the
-    shell's exit code is returned. Needs a terminal (from scripts, use `exec`). Docker and local.
+    shell's exit code is returned. Needs a terminal (from scripts, use `exec`). Docker, local and Daytona.
     """
     code = run_terminal(ctx.obj, sandbox, command or [], workdir=workdir, env=env or [], what="`shell`")
     raise typer.Exit(code)

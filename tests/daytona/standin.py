@@ -50,6 +50,7 @@ import struct
 import subprocess
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,8 @@ MODELS = {
     "Command": "daytona_toolbox_api_client.models.command",
     "Session": "daytona_toolbox_api_client.models.session",
     "SessionCommandLogsResponse": "daytona_toolbox_api_client.models.session_command_logs_response",
+    "PtySessionInfo": "daytona_toolbox_api_client.models.pty_session_info",
+    "PtyListResponse": "daytona_toolbox_api_client.models.pty_list_response",
 }
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 STDOUT_PREFIX, STDERR_PREFIX = b"\x01\x01\x01", b"\x02\x02\x02"
@@ -275,6 +278,7 @@ class StandIn:
         self.unhandled: list[str] = []
         self.released = threading.Event()
         self.sessions: dict[tuple[str, str], StandInSession] = {}
+        self.ptys: dict[tuple[str, str], StandInPty] = {}
         self.random = random.Random(0)
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
@@ -310,6 +314,11 @@ class StandIn:
         for session in sessions:
             for command in session.commands.values():
                 command.kill()
+        with self.lock:
+            ptys = list(self.ptys.values())
+            self.ptys.clear()
+        for terminal in ptys:
+            terminal.kill()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -590,9 +599,12 @@ class _Handler(BaseHTTPRequestHandler):
             data = sandbox.to_json(standin.toolbox_url)
             del standin.sandboxes[sandbox.id]
             sessions = [standin.sessions.pop(key) for key in list(standin.sessions) if key[0] == sandbox.id]
+            ptys = [standin.ptys.pop(key) for key in list(standin.ptys) if key[0] == sandbox.id]
         for session in sessions:
             for command in session.commands.values():
                 command.kill()
+        for terminal in ptys:
+            terminal.kill()
         shutil.rmtree(sandbox.home, ignore_errors=True)
         self._json(200, data, "Sandbox")
 
@@ -643,6 +655,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"dir": str(sandbox.home)}, "WorkDirResponse")
         if path == "/process/session" or path.startswith("/process/session/"):
             return self._session(method, sandbox, path.split("/")[3:], body, query)
+        if path == "/process/pty" or path.startswith("/process/pty/"):
+            return _serve_pty(self, method, sandbox, path.split("/")[3:], body, query)
         with self.standin.lock:
             self.standin.unhandled.append(f"{method} /toolbox/{sandbox_id}{path}")
         self._fail(404, f"Cannot {method} {path}", "NOT_FOUND", "DAYTONA_DAEMON")
@@ -914,6 +928,223 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+# -- PTY sessions (`/process/pty...`) ------------------------------------------------
+# As the daemon serves them: `create-connect` upgrades to a WebSocket and starts the daemon's shell on a
+# real pty (its own session, the pty its controlling terminal); binary frames from the client are typed
+# into it, its output goes out as binary frames; the client's exit-control subprotocol earns a
+# `{"type":"control","status":"exited","exitCode":N}` text frame, and the close frame (1000) carries
+# `{"exitCode":N}` as its reason. `resize` sets the window size (TIOCSWINSZ: the kernel sends SIGWINCH);
+# DELETE kills the session's process group and forgets it.
+PTY_SHELL = ["sh"]
+PTY_EXIT_CONTROL = "X-Daytona-Pty-Exit-Control"
+PTY_ENVS_PREFIX = "X-Daytona-Pty-Envs~"
+
+
+class StandInPty:
+    """One PTY session: `PTY_SHELL` running for real with the pty slave as its controlling terminal."""
+
+    def __init__(self, request: Any, sandbox: StandInSandbox, cwd: Path) -> None:
+        self.id: str = request.id
+        self.cols: int = request.cols
+        self.rows: int = request.rows
+        self.cwd = cwd
+        self.envs: dict[str, str] = dict(request.envs or {})
+        self.created_at = _now()
+        self.exit_code: int | None = None
+        self.master, slave = os.openpty()
+        try:
+            self._set_size()
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(sandbox.home),
+                "USER": "daytona",
+                "LANG": "C.UTF-8",
+                **sandbox.env,
+                **self.envs,
+            }
+            # `setsid --ctty`: a new session whose controlling terminal is the pty (no preexec_fn: we run threads).
+            self.process = subprocess.Popen(
+                ["setsid", "--ctty", *PTY_SHELL], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave
+            )
+        except BaseException:
+            os.close(self.master)
+            raise
+        finally:
+            os.close(slave)
+
+    def _set_size(self) -> None:
+        import fcntl
+        import termios
+
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", self.rows, self.cols, 0, 0))
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.rows, self.cols = rows, cols
+        with contextlib.suppress(OSError):
+            self._set_size()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "active": self.exit_code is None,
+            "cols": self.cols,
+            "rows": self.rows,
+            "cwd": str(self.cwd),
+            "envs": dict(self.envs),
+            "createdAt": self.created_at,
+            "lazyStart": False,
+        }
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _serve_pty(
+    handler: _Handler, method: str, sandbox: StandInSandbox, rest: list[str], body: bytes, query: dict[str, list[str]]
+) -> None:
+    """`/process/pty[/create-connect | /{id}[/resize]]`."""
+    standin = handler.standin
+    if not rest and method == "GET":
+        with standin.lock:
+            infos = [t.to_json() for (sid, _), t in standin.ptys.items() if sid == sandbox.id]
+        return handler._json(200, {"sessions": infos}, "PtyListResponse")
+    if rest == ["create-connect"] and method == "GET":
+        return _pty_create_connect(handler, sandbox, query)
+    with standin.lock:
+        terminal = standin.ptys.get((sandbox.id, rest[0])) if rest else None
+    if terminal is None:
+        return handler._fail(404, "PTY session not found", "NOT_FOUND", "DAYTONA_DAEMON")
+    if len(rest) == 1 and method == "GET":
+        return handler._json(200, terminal.to_json(), "PtySessionInfo")
+    if len(rest) == 1 and method == "DELETE":
+        with standin.lock:
+            standin.ptys.pop((sandbox.id, terminal.id), None)
+        terminal.kill()
+        return handler._json(200, {})
+    if rest[1:] == ["resize"] and method == "POST":
+        from daytona_toolbox_api_client.models.pty_resize_request import PtyResizeRequest
+
+        size = _validated(PtyResizeRequest, body)
+        terminal.resize(size.rows, size.cols)
+        return handler._json(200, terminal.to_json(), "PtySessionInfo")
+    handler._fail(404, f"Cannot {method} PTY path", "NOT_FOUND", "DAYTONA_DAEMON")
+
+
+def _pty_create_connect(handler: _Handler, sandbox: StandInSandbox, query: dict[str, list[str]]) -> None:
+    from daytona_toolbox_api_client.models.pty_create_request import PtyCreateRequest
+
+    key = handler.headers.get("Sec-WebSocket-Key")
+    if not key or handler.headers.get("Upgrade", "").lower() != "websocket":
+        return handler._fail(400, "expected a WebSocket upgrade", "BAD_REQUEST", "DAYTONA_DAEMON")
+    offered = [p.strip() for p in handler.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    envs: dict[str, str] = {}
+    for token in offered:
+        if token.startswith(PTY_ENVS_PREFIX):
+            encoded = token[len(PTY_ENVS_PREFIX) :]
+            envs = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    fields: dict[str, Any] = {name: values[0] for name, values in query.items()}
+    for name in ("cols", "rows"):
+        with contextlib.suppress(KeyError, ValueError):
+            fields[name] = int(fields[name])
+    request = _validated(PtyCreateRequest, json.dumps({**fields, "envs": envs}).encode())
+    if not request.id or not (1 <= (request.cols or 0) <= 1000) or not (1 <= (request.rows or 0) <= 1000):
+        raise _BadRequest("id, cols and rows (1..1000) are required")
+    cwd = sandbox.home / request.cwd if request.cwd else sandbox.home  # an absolute cwd replaces home
+    standin = handler.standin
+    with standin.lock:
+        if (sandbox.id, request.id) in standin.ptys:
+            return handler._fail(409, f"PTY session {request.id} already exists", "CONFLICT", "DAYTONA_DAEMON")
+        terminal = StandInPty(request, sandbox, cwd)
+        standin.ptys[(sandbox.id, terminal.id)] = terminal
+    if handler._lose_answer:  # a `lose` fault: the session exists, the client never hears of it
+        return handler._reset()
+    accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+    handler.close_connection = True
+    wfile, lock = handler.wfile, threading.Lock()
+
+    def send(opcode: int, payload: bytes) -> None:
+        with lock:
+            wfile.write(_ws_frame(opcode, payload))
+            wfile.flush()
+
+    handler.send_response(101)
+    handler.send_header("Upgrade", "websocket")
+    handler.send_header("Connection", "Upgrade")
+    handler.send_header("Sec-WebSocket-Accept", accept)
+    exit_control = PTY_EXIT_CONTROL in offered
+    if exit_control:
+        handler.send_header("Sec-WebSocket-Protocol", PTY_EXIT_CONTROL)
+    handler.end_headers()
+    send(0x1, json.dumps({"type": "control", "status": "connected"}).encode())
+    output = threading.Thread(target=_pty_output, args=(terminal, send, exit_control), daemon=True)
+    output.start()
+    with contextlib.suppress(OSError, ValueError):
+        while (frame := _read_client_frame(handler.rfile)) is not None:
+            opcode, payload = frame
+            if opcode in (0x0, 0x1, 0x2) and payload:
+                with contextlib.suppress(OSError):  # the shell is gone: input goes nowhere
+                    os.write(terminal.master, payload)
+            elif opcode == 0x9:
+                send(0xA, payload)
+            elif opcode == 0x8:
+                break
+    # The client went away; as on the daemon, the session lives on until it exits or is deleted.
+    output.join(timeout=SILENCE_SECONDS)
+
+
+def _pty_output(terminal: StandInPty, send: Callable[[int, bytes], None], exit_control: bool) -> None:
+    """Relay the pty's output until the shell has exited and nothing more is waiting; then report the exit."""
+    import select
+
+    connected = True
+    while True:
+        ready, _, _ = select.select([terminal.master], [], [], 0.1)
+        data = b""
+        if ready:
+            try:
+                data = os.read(terminal.master, 65536)
+            except OSError:  # EIO: every holder of the slave is gone
+                data = b""
+        if data and connected:
+            try:
+                send(0x2, data)
+            except OSError:
+                connected = False  # keep draining, so the shell never blocks on a full terminal
+        if (not ready or not data) and terminal.process.poll() is not None:
+            break
+        if ready and not data:
+            terminal.process.wait()
+            break
+    code = terminal.process.wait()
+    terminal.exit_code = code if code >= 0 else 128 - code
+    os.close(terminal.master)
+    if not connected:
+        return
+    with contextlib.suppress(OSError):
+        if exit_control:
+            send(0x1, json.dumps({"type": "control", "status": "exited", "exitCode": terminal.exit_code}).encode())
+        reason = json.dumps({"exitCode": terminal.exit_code}).encode()
+        send(0x8, struct.pack(">H", 1000) + reason)
+
+
+def _read_client_frame(rfile: Any) -> tuple[int, bytes] | None:
+    """One (masked) client frame: (opcode, payload), or None at the end of the connection."""
+    head = rfile.read(2)
+    if len(head) < 2:
+        return None
+    opcode, size = head[0] & 0x0F, head[1] & 0x7F
+    if size == 126:
+        (size,) = struct.unpack(">H", rfile.read(2))
+    elif size == 127:
+        (size,) = struct.unpack(">Q", rfile.read(8))
+    mask = rfile.read(4) if head[1] & 0x80 else b""
+    payload = rfile.read(size)
+    if mask:
+        payload = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return opcode, payload
 
 
 def main() -> None:
