@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 import select
 import socket
 import struct
@@ -403,7 +402,7 @@ class DockerBackend:
         before the command ends makes this return timed out (124) within the timeout plus the kill budget.
         """
         api = self._exec_api()
-        token = secrets.token_hex(8)
+        token = os.urandom(8).hex()  # secrets.token_hex(8) without importing hmac/hashlib
         deadline = time.monotonic() + request.timeout_seconds if request.timeout_seconds else None
         api.deadline = deadline
         exec_id: str | None = None

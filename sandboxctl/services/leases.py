@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -46,7 +45,7 @@ def lease_table(ctx: Context) -> LeaseTable:
 
 def this_process(kind: str, key: str | None = None) -> Holder:
     """A holder of this process: `kind` (exec, agent-run) and a key unique to the use (default: random)."""
-    return Holder(name=f"{kind} {key or secrets.token_hex(6)}", host=this_host(), pid=os.getpid())
+    return Holder(name=f"{kind} {key or os.urandom(6).hex()}", host=this_host(), pid=os.getpid())
 
 
 def _acquire(ctx: Context, table: LeaseTable, sandbox_id: str, holder: Holder) -> bool:
