@@ -339,6 +339,10 @@ class RegistryReader:
         self._conn = conn
         return conn
 
+    def connection(self) -> sqlite3.Connection:
+        """The open autocommit connection, for another table's small writes in the same command (leases)."""
+        return self._connect()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
