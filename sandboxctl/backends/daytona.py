@@ -16,7 +16,7 @@ this module. Three of its habits are tamed here, because a CLI must not hang:
   module never calls `signal.alarm` itself, so the two cannot collide.
 
 Retries: the adapter does not retry 429/5xx itself. It raises `Transient`, and
-the one retry policy lives in `services.deletion` (exponential backoff,
+the one retry policy lives in `services.deletion` (tenacity, exponential backoff,
 60 s budget), so nested retries can never multiply the wait.
 """
 

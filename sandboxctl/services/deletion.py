@@ -6,10 +6,11 @@ record the same way.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from sandboxctl.backends.base import Backend, NotFound, Transient, Unavailable
 from sandboxctl.errors import SandboxctlError
@@ -94,29 +95,24 @@ def remove_backend_resource(
                 freed = (freed or 0) + size
         return freed
 
-    started = time.monotonic()
-    while True:
-        try:
-            freed = _once()
-            break
-        except Transient as exc:
-            # Exponential backoff (0.25 s, 0.5 s, ... up to wait_max), stopping rather than sleeping across the
-            # window: every attempt starts inside it. A plain loop, not tenacity: importing tenacity (logging,
-            # concurrent.futures) cost every `delete` ~20 ms, a tenth of a `docker rm -f`.
-            wait = min(wait_max, 0.25 * 2 ** (attempts - 1))
-            if time.monotonic() - started + wait >= within_seconds:
-                return SandboxDeletion(sandbox_id, False, "deletion failed", attempts - 1, error=str(exc))
-            time.sleep(wait)
-        except Exception as exc:  # noqa: BLE001 - any failure is recorded on the sandbox, never lost
-            error = str(exc) if isinstance(exc, SandboxctlError) else f"{type(exc).__name__}: {exc}"
-            return SandboxDeletion(
-                sandbox_id,
-                False,
-                "deletion failed",
-                attempts - 1,
-                error=error,
-                unavailable=isinstance(exc, Unavailable),
-            )
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(Transient),
+            # Stop rather than sleep across the window: every attempt starts inside it.
+            stop=stop_before_delay(within_seconds),
+            wait=wait_exponential(multiplier=0.25, max=wait_max),
+            reraise=False,
+        ):
+            with attempt:
+                freed = _once()
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        return SandboxDeletion(sandbox_id, False, "deletion failed", attempts - 1, error=str(last))
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded on the sandbox, never lost
+        error = str(exc) if isinstance(exc, SandboxctlError) else f"{type(exc).__name__}: {exc}"
+        return SandboxDeletion(
+            sandbox_id, False, "deletion failed", attempts - 1, error=error, unavailable=isinstance(exc, Unavailable)
+        )
     return SandboxDeletion(sandbox_id, True, "deleted", attempts - 1, freed_bytes=freed)
 
 

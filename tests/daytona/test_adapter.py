@@ -209,7 +209,7 @@ def test_delete_turns_429_and_5xx_into_transient(standin: StandIn, sb_backend: D
 def test_delete_is_retried_through_two_transient_500s(
     standin: StandIn, sb_backend: DaytonaBackend, sb_sandbox: str
 ) -> None:
-    """The one retry policy (services.deletion) on top of the adapter's Transient."""
+    """The one retry policy (services.deletion, tenacity) on top of the adapter's Transient."""
     standin.add_fault(method="DELETE", path="^/api/sandbox/", status=500, times=2)
     deletion = remove_backend_resource(sb_backend, "any-record", sb_sandbox)
     assert (deletion.success, deletion.retries_used, deletion.error) == (True, 2, None)
