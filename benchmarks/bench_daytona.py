@@ -1,6 +1,10 @@
-"""Daytona backend costs against the loopback stand-in (issue 4), as ratios. Prints a Markdown table.
+"""Daytona backend costs against the loopback stand-in (issues 4 and 11), as ratios. Prints Markdown tables.
 
     python benchmarks/bench_daytona.py [--runs N]
+
+Issue 11: exec through a session (what sandboxctl does: live, separate streams) against the
+SDK's own one-shot `process.exec` for the same command in the same run, in one process
+(no import or CLI start-up on either side): time to the first byte of output and total time.
 
 Daytona's cloud is out of reach here, so the numbers are the client's own cost: the
 SDK's import and sandboxctl's work around each call, over loopback HTTP to
@@ -54,6 +58,58 @@ def lifecycle(env: dict[str, str], backend: str, runs: int) -> dict[str, float]:
     return {step: statistics.median(values) for step, values in samples.items()}
 
 
+EXEC_COMMANDS = {
+    "`echo hi`": "echo hi",
+    "`echo first; sleep 0.5; echo last`": "echo first; sleep 0.5; echo last",
+}
+
+
+def exec_ratios(api_url: str, api_key: str, runs: int) -> list[str]:
+    """Median time to first byte and total, sandboxctl's session exec over the SDK's `process.exec`."""
+    from sandboxctl.backends.base import CreateSpec, ExecRequest
+    from sandboxctl.backends.daytona import DaytonaBackend
+    from sandboxctl.registry.store import new_sandbox_id
+
+    backend = DaytonaBackend(api_key, api_url)
+    sandbox_id = new_sandbox_id()
+    spec = CreateSpec(sandbox_id, "bench", IMAGE, {"sandboxctl.id": sandbox_id})
+    backend_id = backend.create(spec).backend_id
+    sdk_sandbox = backend.client.get(backend_id)
+    lines = [
+        "",
+        "exec: sandboxctl's session exec vs the SDK's `process.exec`, same command, same run, in-process (median)",
+        "",
+        "| command | first byte: ours / SDK | ratio | total: ours / SDK | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    try:
+        for label, command in EXEC_COMMANDS.items():
+            ours_first, ours_total, sdk_total = [], [], []
+            for _ in range(runs + 1):  # the first round warms connections up and is dropped
+                started = time.perf_counter()
+                first: list[float] = []
+
+                def sink(chunk: bytes, first: list[float] = first, started: float = started) -> None:
+                    if not first:
+                        first.append(time.perf_counter() - started)
+
+                backend.exec(backend_id, ExecRequest(("sh", "-c", command), sink, sink))
+                ours_total.append(time.perf_counter() - started)
+                ours_first.append(first[0] if first else ours_total[-1])
+                started = time.perf_counter()
+                sdk_sandbox.process.exec(command)  # the whole output arrives with the answer: first byte = total
+                sdk_total.append(time.perf_counter() - started)
+            of, ot = statistics.median(ours_first[1:]), statistics.median(ours_total[1:])
+            st = statistics.median(sdk_total[1:])
+            lines.append(
+                f"| {label} | {of * 1000:.0f} ms / {st * 1000:.0f} ms | {of / st:.2f}x | "
+                f"{ot * 1000:.0f} ms / {st * 1000:.0f} ms | {ot / st:.2f}x |"
+            )
+    finally:
+        backend.delete(backend_id)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -86,6 +142,7 @@ def main() -> None:
             timed([SANDBOXCTL, "create", "--backend", "daytona", "--image", IMAGE], dead_env, expect=4)[0]
             for _ in range(args.runs)
         )
+        streaming = exec_ratios(api_url, api_key, args.runs)
     finally:
         standin.terminate()
         standin.wait(timeout=10)
@@ -110,7 +167,7 @@ def main() -> None:
     lines.append(
         f"| `create` with the API refused -> exit 4 | {refused * 1000:.0f} ms | {refused / sdk_import:.2f}x | - |"
     )
-    print("\n".join(lines))
+    print("\n".join(lines + streaming))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,16 @@ EXEC_TOKEN_VAR = "SANDBOXCTL_EXEC_TOKEN"
 
 
 def kill_by_token_script(token: str) -> str:
-    """A POSIX sh script killing every process whose environment holds this exec's token."""
+    """A POSIX sh script killing every process whose environment holds this exec's token.
+
+    All of them are stopped before any is killed: killed one by one, a shell whose child
+    (`sleep`) died first would run its next command before its own turn came. Three rounds
+    catch a child forked while the first was being collected.
+    """
     return (
-        f'for d in /proc/[0-9]*; do grep -q "{EXEC_TOKEN_VAR}={token}" "$d/environ" 2>/dev/null '
-        '&& kill -9 "${d#/proc/}"; done; true'
+        "for round in 1 2 3; do pids=; for d in /proc/[0-9]*; do "
+        f'grep -q "{EXEC_TOKEN_VAR}={token}" "$d/environ" 2>/dev/null && pids="$pids ${{d#/proc/}}"; done; '
+        '[ -z "$pids" ] && break; kill -STOP $pids 2>/dev/null; kill -9 $pids 2>/dev/null; done; true'
     )
 
 
@@ -39,11 +45,22 @@ class NotFound(BackendError):
 
 
 class Transient(BackendError):
-    """A failure worth retrying with backoff: 429, 5xx, a dropped connection."""
+    """A failure worth retrying with backoff: 429, 5xx, a dropped connection.
+
+    `retry_after`: the seconds the server asked us to wait (HTTP Retry-After), if it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(BackendUnavailable):
     """The backend cannot be reached or rejects our credentials (exit 4)."""
+
+
+class Unresponsive(Unavailable):
+    """The backend took the request but did not answer in time: retried, and exit 4 once retries run out."""
 
 
 class BackendState(StrEnum):

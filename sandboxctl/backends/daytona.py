@@ -15,25 +15,38 @@ this module. Three of its habits are tamed here, because a CLI must not hang:
 - `create`/`delete` arm the SDK's own SIGALRM timer on the main thread; this
   module never calls `signal.alarm` itself, so the two cannot collide.
 
-Retries: the adapter does not retry 429/5xx itself. It raises `Transient`, and
-the one retry policy lives in `services.deletion` (tenacity, exponential backoff,
-60 s budget), so nested retries can never multiply the wait.
+Retries: every SDK call goes through `_call`, which retries transient failures
+(429 honouring Retry-After, 5xx, a dropped or reset connection, a read timeout)
+with the one tenacity policy of `sandboxctl.backends.retry` that deletion also uses: each
+call within `RETRY_WITHIN_SECONDS`, and one backend object (one CLI command) spends
+at most `RETRY_BUDGET_SECONDS` retrying in all. Calls that are not idempotent are
+made safe to repeat: a create is looked up by its `sandboxctl.id` label before it is
+sent again, a session command by the session's command list, and stdin lines carry
+sequence numbers the remote side deduplicates.
+
+exec runs in a Daytona session (one per exec, deleted afterwards): stdout and
+stderr stream apart and live over the session's log WebSocket, the exit code comes
+from the session command, and stdin is forwarded with `send_session_command_input`
+(see `_WRAPPER` for how EOF gets through an API that has none).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import io
 import math
 import os
 import posixpath
+import re
 import secrets
-import select
 import shlex
 import shutil
 import ssl
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -53,8 +66,10 @@ from sandboxctl.backends.base import (
     NotFound,
     Transient,
     Unavailable,
+    Unresponsive,
     kill_by_token_script,
 )
+from sandboxctl.backends.retry import transient_retrying
 from sandboxctl.errors import SandboxctlError, UsageError
 from sandboxctl.labels import LABEL_ID, matches
 
@@ -72,9 +87,11 @@ REQUEST_TIMEOUT = 20.0  # seconds one control-plane request may take; a dead API
 CREATE_TIMEOUT = 300.0  # building an image into a snapshot on first use takes minutes
 TRANSFER_TIMEOUT = 600  # seconds for one archive upload or download
 HELPER_TIMEOUT = 120  # seconds for our own helper commands (tar, rm, kill)
-# `process.exec` with no timeout lets the daemon apply its own default (360 s or 10 s depending on
-# its version), so "no limit" is sent as a week.
-NO_LIMIT_SECONDS = 7 * 24 * 3600
+RETRY_WITHIN_SECONDS = 20.0  # one call's retries; well under the contract's 30 s "a dead API gives up"
+RETRY_BUDGET_SECONDS = 60.0  # all retrying of one backend object (one CLI command)
+STDIN_CHUNK = 12 * 1024  # bytes of stdin per input line (16 KiB of base64): small enough to stay live
+EXIT_CODE_WAIT = 10.0  # seconds to wait for the exit code once the output stream has ended
+STREAM_DRAIN = 5.0  # seconds to wait for the rest of the output after a kill
 _GIB = 1024**3
 _MISSING_EXIT = 44  # our download helper's "no such path"
 # Extract an uploaded tar into $1 and always remove it.
@@ -89,10 +106,30 @@ _ARCHIVE = (
     'tar -cf "$3" -X "$x" -- "$2"; status=$?; rm -f -- "$x"; exit $status'
 )
 
-# Feed the uploaded file $1 to the command as stdin (removed before it runs), after `cd $2` when given.
-_WITH_STDIN = (
-    'exec <"$1" && rm -f -- "$1" || exit 126; shift; if [ -n "$1" ]; then cd -- "$1" || exit 126; fi; shift; exec "$@"'
-)
+# How a session command runs: `sh -c _WRAPPER sh WORKDIR FIFO CMD...`. Daytona's input API appends a
+# newline to every message and has no EOF, so stdin travels as numbered base64 lines `SEQ DATA` and ends
+# with `SEQ .`; a feeder decodes them into a FIFO the command reads, skipping any line it has already seen
+# (a retried send), and closes it at `.` so the command sees EOF. The command never waits for the feeder:
+# one that does not read stdin ends at once, and the feeder is killed. With no FIFO stdin is /dev/null.
+_WRAPPER = """d=$1 f=$2; shift 2
+if [ -n "$d" ]; then cd -- "$d" || exit 126; fi
+if [ -z "$f" ]; then exec "$@" </dev/null; fi
+mkfifo -m 600 "$f" || exit 126
+exec 3<&0
+( n=0
+  while IFS=' ' read -r seq data; do
+    [ "$seq" = "$n" ] || continue
+    n=$((n + 1))
+    [ "$data" = . ] && break
+    printf '%s' "$data" | base64 -d || break
+  done ) <&3 >"$f" 2>/dev/null &
+feeder=$!
+exec 3<&-
+"$@" <"$f"; status=$?
+rm -f -- "$f"
+kill "$feeder" 2>/dev/null
+exit $status"""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _STATES: dict[str, BackendState] = {
     "creating": BackendState.CREATING,
@@ -117,6 +154,7 @@ _STATES: dict[str, BackendState] = {
     "destroying": BackendState.DELETING,
 }
 _GONE = "destroyed"
+_DEAD = (_GONE, "destroying", "error", "build_failed")
 _STARTABLE = ("stopped", "archived")
 
 
@@ -156,27 +194,6 @@ def _display_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _read_stdin(stdin: BinaryIO | None) -> bytes:
-    """What to feed the command. `process.exec` has no stdin channel, so stdin is sent as a file.
-
-    A terminal is never read (the user would have to type EOF first); a pipe or file is
-    read to EOF only when it is ready at once (data or EOF), so an inherited pipe that
-    nobody writes to cannot hang the exec.
-    """
-    if stdin is None:
-        return b""
-    try:
-        fileno = stdin.fileno()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return stdin.read() or b""
-    if os.isatty(fileno) or not select.select([fileno], [], [], 0.05)[0]:
-        return b""
-    chunks = []
-    while chunk := os.read(fileno, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _bound_http(api_client: Any, *, read_timeout: float, cap_reads: bool) -> None:
     """Give one generated API client bounded timeouts and retries (see the module docstring).
 
@@ -206,19 +223,18 @@ def _bound_http(api_client: Any, *, read_timeout: float, cap_reads: bool) -> Non
             return super().request(method, url, headers, body, post_params, _request_timeout=(CONNECT_TIMEOUT, read))
 
     configuration = api_client.configuration
-    if cap_reads:
-        # A pooled connection the server already closed (RemoteDisconnected: nothing was processed)
-        # counts as "other" in this subclass and is retried once; read timeouts never are.
-        configuration.retries = RemoteDisconnectedRetry(
-            total=3,
-            connect=2,
-            read=0,
-            status=0,
-            other=1,
-            backoff_factor=0.1,
-            raise_on_status=False,
-            respect_retry_after_header=False,
-        )
+    # Only failed connects (nothing was sent) are retried down here; everything else reaches `_call`,
+    # which knows which calls are safe to repeat (a POST resent blindly could create twice).
+    configuration.retries = RemoteDisconnectedRetry(
+        total=2,
+        connect=2,
+        read=0,
+        status=0,
+        other=0,
+        backoff_factor=0.1,
+        raise_on_status=False,
+        respect_retry_after_header=False,
+    )
     api_client.rest_client = BoundedRestClient(configuration)
 
 
@@ -251,10 +267,15 @@ class DaytonaBackend:
         self._client_lock = threading.Lock()  # cleanup deletes from several threads
         self._homes: dict[str, str] = {}
         self._api_verified = False  # a control-plane call succeeded: this URL is a Daytona API
+        self.retry_budget = RETRY_BUDGET_SECONDS
+        self._retried_seconds = 0.0  # spent retrying so far, against `retry_budget`
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DaytonaBackend:
-        """Credentials from DAYTONA_API_KEY / DAYTONA_API_URL / DAYTONA_TARGET, else config.toml `[daytona]`."""
+        """Credentials from DAYTONA_API_KEY / DAYTONA_API_URL / DAYTONA_TARGET, else config.toml `[daytona]`.
+
+        No target (unset or empty): Daytona's documented default, the organization's default region.
+        """
         return cls(
             api_key=settings.get("daytona.api_key") or "",
             api_url=settings.get("daytona.api_url") or DEFAULT_API_URL,
@@ -286,6 +307,9 @@ class DaytonaBackend:
                         otel_enabled=False,
                     )
                 )
+            # The SDK fills a missing target from ./.env in the working directory; ours is already resolved
+            # (environment, then config.toml), and "none" means the organization's default region.
+            client._target = self.target
             _bound_http(client._api_client, read_timeout=self.request_timeout, cap_reads=True)
             _bound_http(client._toolbox_api_client, read_timeout=self.request_timeout, cap_reads=False)
         except Exception as exc:  # noqa: BLE001 - translated, never leaked
@@ -306,6 +330,8 @@ class DaytonaBackend:
 
         where = _display_url(self.api_url)
         status = getattr(exc, "status_code", None) or None  # 0: no HTTP answer at all (the SDK's TLS failure)
+        if status is None:  # the WebSocket upgrade (httpx_ws) and httpx raise with the response attached
+            status = next((code for code in map(_response_status, _chain(exc)) if code is not None), None)
         text = self._scrub(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
         message = " ".join(text.split())[:300]  # one line, even when a proxy answers with an HTML page
         if status in (401, 403):
@@ -314,9 +340,9 @@ class DaytonaBackend:
         if status == 404:
             return NotFound(f"{what}: not found")
         if status == 429:
-            return Transient(f"{what}: Daytona is rate limiting requests (HTTP 429)")
+            return Transient(f"{what}: Daytona is rate limiting requests (HTTP 429)", retry_after=_retry_after(exc))
         if status is not None and status >= 500:
-            return Transient(f"{what}: Daytona answered HTTP {status}: {message}")
+            return Transient(f"{what}: Daytona answered HTTP {status}: {message}", retry_after=_retry_after(exc))
         if status is not None:
             return BackendError(f"{what}: {message}")
         advice = "check DAYTONA_API_URL and the network"
@@ -331,8 +357,8 @@ class DaytonaBackend:
                     reason = f"no connection within {CONNECT_TIMEOUT:g} s"
                 return Unavailable(f"Daytona API unreachable at {where} ({reason}): {advice}")
             if isinstance(cause, u3.ReadTimeoutError | httpx.TimeoutException):
-                return Unavailable(f"Daytona API at {where} did not answer in time: {advice}")
-            if isinstance(cause, u3.ProtocolError | httpx.RemoteProtocolError | ConnectionError):
+                return Unresponsive(f"Daytona API at {where} did not answer in time: {advice}")
+            if isinstance(cause, u3.ProtocolError | httpx.RemoteProtocolError | httpx.ReadError | ConnectionError):
                 return Transient(f"{what}: the connection to Daytona dropped")
         if isinstance(exc, DaytonaTimeoutError):
             return BackendError(f"{what}: timed out ({message})")
@@ -340,11 +366,34 @@ class DaytonaBackend:
             return BackendError(f"{what}: {message}")
         return BackendError(f"{what}: unexpected {type(exc).__name__}: {message}")
 
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _once(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One attempt, its error translated."""
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - translated, never leaked
             raise self._translate(exc, what) from None
+
+    def _call(
+        self, what: str, fn: Callable[..., T], *args: Any, before_retry: Callable[[], None] | None = None, **kwargs: Any
+    ) -> T:
+        """`fn` with transient failures retried (see the module docstring); `before_retry` runs before each
+        repeat, so a call that may have taken effect can be looked up instead of sent twice."""
+        window = min(RETRY_WITHIN_SECONDS, max(self.retry_budget - self._retried_seconds, 0.0))
+        retrying = transient_retrying(
+            within_seconds=window, wait_max=4.0, slow_attempt_seconds=self.request_timeout, reraise=True
+        )
+        started, attempts = time.monotonic(), 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    if attempts > 1 and before_retry is not None:
+                        before_retry()
+                    return self._once(what, fn, *args, **kwargs)
+        finally:
+            if attempts > 1:
+                self._retried_seconds += time.monotonic() - started
+        raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
     def _get(self, backend_id: str) -> Sandbox:
         """The live sandbox; a destroyed one is `NotFound`."""
@@ -375,7 +424,9 @@ class DaytonaBackend:
 
         query = ListSandboxesQuery(limit=1)
         try:
-            self._call("list Daytona sandboxes", lambda: next(self.client.list(query, self.request_timeout), None))
+            self._call(
+                "list Daytona sandboxes", lambda: next(iter(self.client.list(query, self.request_timeout)), None)
+            )
         except NotFound:
             raise self._wrong_url() from None
         self._api_verified = True
@@ -432,11 +483,29 @@ class DaytonaBackend:
         return CreateSandboxFromImageParams(image=image, resources=resources, **lifecycle)
 
     def create(self, spec: CreateSpec) -> BackendSandbox:
-        """Create and wait until started; on any failure remove what the create left behind."""
+        """Create and wait until started; on any failure remove what the create left behind.
+
+        A failed attempt may still have made the sandbox (its answer lost, or the wait for
+        `started` failed): before trying again the sandbox is looked up by its `sandboxctl.id`
+        label and, when found, waited for rather than created a second time.
+        """
         params = self._create_params(spec)
         client = self.client
+        made: list[Any] = []
+
+        def look_up() -> None:
+            made[:] = self._labelled(spec.sandbox_id)[:1]
+
+        def attempt() -> Any:
+            if not made:
+                return client.create(params, timeout=self.create_timeout)
+            found = made[0]
+            if _state_name(found) != "started":
+                found.wait_for_sandbox_start(timeout=self.create_timeout)
+            return found
+
         try:
-            sandbox = client.create(params, timeout=self.create_timeout)
+            sandbox = self._call("create Daytona sandbox", attempt, before_retry=look_up)
         except BaseException as exc:
             error: BaseException = self._translate(exc, "create Daytona sandbox") if isinstance(exc, Exception) else exc
             if isinstance(error, NotFound):  # POST /sandbox cannot be "not found": the URL is wrong
@@ -448,6 +517,14 @@ class DaytonaBackend:
             raise error from None
         self._api_verified = True
         return self._to_sandbox(sandbox)
+
+    def _labelled(self, sandbox_id: str) -> list[Any]:
+        """The live SDK sandboxes carrying this `sandboxctl.id` (one attempt: called inside a retry)."""
+        from daytona import ListSandboxesQuery
+
+        query = ListSandboxesQuery(labels={LABEL_ID: sandbox_id}, limit=10)
+        found = self._once("look the sandbox up", lambda: list(self.client.list(query, self.request_timeout)))
+        return [s for s in found if (s.labels or {}).get(LABEL_ID) == sandbox_id and _state_name(s) not in _DEAD]
 
     def _remove_labelled(self, sandbox_id: str) -> None:
         """Best effort: delete whatever carries this sandbox's label (the labels let `cleanup --orphans` retry)."""
@@ -515,50 +592,42 @@ class DaytonaBackend:
         return int(response.exit_code if response.exit_code is not None else -1), response.result or ""
 
     def exec(self, backend_id: str, request: ExecRequest) -> ExecResult:
-        """Run through `process.exec`: one request that returns when the command ends.
+        """Run in a fresh Daytona session: output streamed live and apart, stdin forwarded, exit code passed on.
 
-        Daytona returns stdout and stderr combined, as one string, at the end: it all goes
-        to `on_stdout`, nothing is streamed live. stdin (a pipe or file, not a terminal) is
-        uploaded as a file and redirected. On timeout or interrupt the command and its
-        children are killed by a token in their environment.
+        On `timeout_seconds` or an interrupt (Ctrl-C, or SIGTERM turned into one by the CLI) the
+        command and its children are killed by the token in their environment; the session is
+        deleted in every case.
         """
         sandbox = self._runnable(backend_id)
         token = secrets.token_hex(8)
-        env = {**request.env, EXEC_TOKEN_VAR: token}
-        command, cwd = shlex.join(request.command), request.workdir
-        stdin_data = _read_stdin(request.stdin)
-        if stdin_data:
-            stdin_path = f"/tmp/sandboxctl-stdin-{token}"
-            self._call("send stdin", sandbox.fs.upload_file, stdin_data, stdin_path, TRANSFER_TIMEOUT)
-            command = shlex.join(["sh", "-c", _WITH_STDIN, "sh", stdin_path, request.workdir or "", *request.command])
-            cwd = None
-        limit = math.ceil(request.timeout_seconds) if request.timeout_seconds else NO_LIMIT_SECONDS
+        session_id = f"sandboxctl-exec-{token}"
+        process = sandbox.process
+        fifo = f"/tmp/sandboxctl-stdin-{token}" if request.stdin is not None else ""
+        command = self._session_command(request, token, fifo)
+        self._call("open a Daytona session", self._open_session, process, session_id)
         try:
-            response = sandbox.process.exec(command, cwd=cwd, env=env, timeout=limit)
-        except KeyboardInterrupt:
-            self._kill(sandbox, token)
-            raise
-        except Exception as exc:  # noqa: BLE001 - translated, never leaked
-            if request.timeout_seconds and self._timed_out(exc):
-                self._kill(sandbox, token)
-                return TIMED_OUT
-            raise self._translate(exc, "exec") from None
-        if response.result:
-            request.on_stdout(response.result.encode())
-        code = response.exit_code
-        if code is None or code < 0:
-            request.on_stderr(b"sandboxctl: Daytona reported no exit status (not started, or killed by a signal)\n")
-            return ExecResult(exit_code=255)
-        return ExecResult(exit_code=int(code))
+            return _SessionExec(self, sandbox, session_id, token, request).run(command)
+        finally:
+            with contextlib.suppress(Exception):
+                self._call("close the Daytona session", process.delete_session, session_id, request_timeout=10)
 
     @staticmethod
-    def _timed_out(exc: BaseException) -> bool:
-        """The daemon's 408 (PROCESS_EXECUTION_TIMEOUT), or our HTTP read timeout (the limit + 5 s) firing first."""
-        import urllib3.exceptions as u3
+    def _session_command(request: ExecRequest, token: str, fifo: str) -> str:
+        """`NAME=value ... sh -c _WRAPPER ...`: assignments, so the values never appear in a process's argv."""
+        env = {**request.env, EXEC_TOKEN_VAR: token}
+        bad = [name for name in env if not _ENV_NAME.fullmatch(name)]
+        if bad:
+            raise UsageError(f"invalid environment variable name {bad[0]!r}")
+        assignments = [f"{name}={shlex.quote(value)}" for name, value in env.items()]
+        wrapper = shlex.join(["sh", "-c", _WRAPPER, "sh", request.workdir or "", fifo, *request.command])
+        return " ".join([*assignments, wrapper])
 
-        if getattr(exc, "status_code", None) == 408 or getattr(exc, "code", None) == "PROCESS_EXECUTION_TIMEOUT":
-            return True
-        return any(isinstance(cause, u3.ReadTimeoutError) for cause in _chain(exc))
+    def _open_session(self, process: Any, session_id: str) -> None:
+        """Create the session; a 409 means an earlier attempt made it and only its answer was lost."""
+        from daytona import DaytonaConflictError
+
+        with contextlib.suppress(DaytonaConflictError):
+            process.create_session(session_id, request_timeout=self.request_timeout)
 
     def _kill(self, sandbox: Sandbox, token: str) -> None:
         with contextlib.suppress(Exception):
@@ -620,3 +689,145 @@ class DaytonaBackend:
             what, sandbox.set_autostop_interval, _minutes(idle_timeout_seconds) if idle_timeout_seconds else 0, timeout
         )
         self._call(what, sandbox.set_auto_delete_interval, 0 if idle_timeout_seconds else -1, timeout)
+
+
+def _response_status(exc: BaseException) -> int | None:
+    code = getattr(getattr(exc, "response", None), "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from an HTTP `Retry-After: N` header, when the server sent one."""
+    for cause in _chain(exc):
+        headers = getattr(cause, "headers", None) or getattr(getattr(cause, "response", None), "headers", None) or {}
+        with contextlib.suppress(AttributeError, TypeError, ValueError):
+            value = next((v for k, v in dict(headers).items() if str(k).lower() == "retry-after"), None)
+            if value is not None:
+                return float(value)
+    return None
+
+
+class _SessionExec:
+    """One command in one session: start it, stream its logs, feed its stdin, wait for the end or the deadline."""
+
+    def __init__(self, backend: DaytonaBackend, sandbox: Sandbox, session_id: str, token: str, request: ExecRequest):
+        self.backend = backend
+        self.sandbox = sandbox
+        self.process = sandbox.process
+        self.session_id = session_id
+        self.token = token
+        self.request = request
+        self.command_id = ""
+        self.stream_error: BaseException | None = None
+        self.delivered = {"stdout": 0, "stderr": 0}  # characters passed on, so a reconnect never repeats any
+
+    def run(self, command: str) -> ExecResult:
+        request = self.request
+        deadline = time.monotonic() + request.timeout_seconds if request.timeout_seconds else None
+        self.command_id = self._start(command)
+        if request.stdin is not None:
+            threading.Thread(target=self._feed, args=(request.stdin,), daemon=True, name="daytona-stdin").start()
+        stream = threading.Thread(target=self._stream, daemon=True, name="daytona-logs")
+        stream.start()
+        try:
+            while stream.is_alive():
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.backend._kill(self.sandbox, self.token)
+                    stream.join(STREAM_DRAIN)
+                    return TIMED_OUT
+                stream.join(0.1)
+        except BaseException:  # Ctrl-C / SIGTERM: the command must not outlive us
+            self.backend._kill(self.sandbox, self.token)
+            raise
+        if self.stream_error is not None:
+            raise self.backend._translate(self.stream_error, "stream the command's output") from None
+        return ExecResult(exit_code=self._exit_code())
+
+    def _start(self, command: str) -> str:
+        from daytona import SessionExecuteRequest
+
+        request = SessionExecuteRequest(command=command, run_async=True, suppress_input_echo=True)
+        started: list[str] = []
+
+        def look_up() -> None:  # a lost answer: the command may be running already
+            session = self.backend._once("read the session", self.process.get_session, self.session_id)
+            started[:] = [c.id for c in session.commands or []][:1]
+
+        def attempt() -> str:
+            if started:
+                return started[0]
+            return str(self.process.execute_session_command(self.session_id, request).cmd_id)
+
+        return self.backend._call("start the command", attempt, before_retry=look_up)
+
+    def _sink(self, stream: str) -> Callable[[str], None]:
+        """A log callback; `seen` restarts at 0 on every (re)connection, and only the new part is passed on."""
+        write = self.request.on_stdout if stream == "stdout" else self.request.on_stderr
+        seen = {"chars": 0}
+
+        def on_text(text: str) -> None:
+            start, seen["chars"] = seen["chars"], seen["chars"] + len(text)
+            fresh = text[max(self.delivered[stream] - start, 0) :]
+            if fresh:
+                self.delivered[stream] += len(fresh)
+                write(fresh.encode())
+
+        return on_text
+
+    def _stream(self) -> None:
+        """Follow the logs over the WebSocket until the command ends; a dropped stream is reconnected."""
+
+        def follow() -> None:
+            coroutine = self.process.get_session_command_logs_async(
+                self.session_id, self.command_id, self._sink("stdout"), self._sink("stderr")
+            )
+            asyncio.run(coroutine)
+
+        try:
+            self.backend._call("stream the command's output", follow)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.stream_error = exc
+
+    def _exit_code(self) -> int:
+        """The exit code, which the daemon may record a moment after the stream closed."""
+        give_up = time.monotonic() + EXIT_CODE_WAIT
+        while True:
+            found = self.backend._call(
+                "read the exit code", self.process.get_session_command, self.session_id, self.command_id
+            )
+            if found.exit_code is not None:
+                return int(found.exit_code)
+            if time.monotonic() >= give_up:
+                self.request.on_stderr(b"sandboxctl: Daytona reported no exit status for the command\n")
+                return 255
+            time.sleep(0.05)
+
+    def _feed(self, source: BinaryIO) -> None:
+        """Forward stdin as numbered base64 lines, then the end marker (see `_WRAPPER`)."""
+        from daytona import DaytonaError
+
+        try:
+            fileno: int | None = source.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            fileno = None
+        sequence = 0
+        try:
+            while True:
+                chunk = os.read(fileno, STDIN_CHUNK) if fileno is not None else source.read(STDIN_CHUNK)
+                line = base64.b64encode(chunk).decode() if chunk else "."
+                self.backend._call(
+                    "send stdin",
+                    self.process.send_session_command_input,
+                    self.session_id,
+                    self.command_id,
+                    f"{sequence} {line}\n",
+                )
+                sequence += 1
+                if not chunk:
+                    return
+        except BackendError as exc:
+            if "410" in str(exc) or "already completed" in str(exc).lower():
+                return  # the command ended without reading all of it
+            self.request.on_stderr(f"sandboxctl: forwarding stdin failed: {exc}\n".encode())
+        except (OSError, ValueError, DaytonaError):
+            return

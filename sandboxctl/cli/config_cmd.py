@@ -12,6 +12,8 @@ from sandboxctl.config import KEYS, Settings, set_config_value, show_value
 from sandboxctl.services.context import Context
 
 app = typer.Typer(help="Show or change settings (config.toml).", no_args_is_help=True, rich_markup_mode=None)
+# What an unset key means, where that is not simply "nothing".
+_WHEN_UNSET = {"daytona.target": "(organization default region)"}
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -29,7 +31,7 @@ def show(ctx: typer.Context, *, json_: JsonOption = False) -> None:
         return
     render.table(
         ("KEY", "VALUE", "SOURCE", "ENV"),
-        [[s.key, show_value(s) or "-", s.source, KEYS[s.key].env_var] for s in resolved],
+        [[s.key, show_value(s) or _WHEN_UNSET.get(s.key, "-"), s.source, KEYS[s.key].env_var] for s in resolved],
     )
 
 

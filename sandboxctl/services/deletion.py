@@ -10,14 +10,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
+from tenacity import RetryError
 
-from sandboxctl.backends.base import Backend, NotFound, Transient, Unavailable
+from sandboxctl.backends.base import Backend, NotFound, Unavailable
+from sandboxctl.backends.retry import RETRY_WITHIN_SECONDS, transient_retrying
 from sandboxctl.errors import SandboxctlError
 from sandboxctl.labels import LABEL_ID
 from sandboxctl.registry.states import SandboxStatus
-
-RETRY_WITHIN_SECONDS = 60.0
 
 
 class DeletableRecord(Protocol):
@@ -96,13 +95,7 @@ def remove_backend_resource(
         return freed
 
     try:
-        for attempt in Retrying(
-            retry=retry_if_exception_type(Transient),
-            # Stop rather than sleep across the window: every attempt starts inside it.
-            stop=stop_before_delay(within_seconds),
-            wait=wait_exponential(multiplier=0.25, max=wait_max),
-            reraise=False,
-        ):
+        for attempt in transient_retrying(within_seconds=within_seconds, wait_max=wait_max):
             with attempt:
                 freed = _once()
     except RetryError as exc:

@@ -13,8 +13,18 @@ It is the test boundary, not a mock of our code: the real SDK talks real HTTP to
 - `Authorization: Bearer <api key>` is required; anything else is 401.
 
 Knobs (attributes, or `POST /_standin/config` when run as a script):
-- `faults`: answer matching requests with an HTTP status, or accept and never answer
-  (`silence`), `times` times (-1: for ever).
+- `faults`, per endpoint (method + path regex), `times` times (-1: for ever), each
+  matching request hit with probability `chance` (seeded: `StandIn.random`) or only
+  every `every`-th one:
+  answer an HTTP `status` (429 with `retry_after` sends `Retry-After`), `delay` the
+  answer by seconds (slow), `drop` the connection before handling (a reset),
+  `lose` the answer after handling (the request took effect, the client never hears),
+  or accept and never answer (`silence`).
+- Sessions (`/process/session...`) run each command for real (`sh -c`, its own process
+  group, stdin a pipe): `?follow=true` logs stream live over a WebSocket in the daemon's
+  framing (`\x01\x01\x01` stdout, `\x02\x02\x02` stderr, close 1000 at the end), input is
+  written to the command's stdin (echoed into stdout unless `suppressInputEcho`), and
+  deleting the session kills its commands.
 - `start_states`: the states a new sandbox reports on successive GETs, e.g.
   `["starting", "starting", "started"]` (slow start) or `["starting", "error"]`.
 
@@ -24,14 +34,19 @@ Run alone: `python tests/daytona/standin.py --root DIR --api-key KEY [--port N]`
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import hashlib
 import importlib
 import io
 import json
 import os
+import random
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import uuid
@@ -54,7 +69,13 @@ MODELS = {
     "UserHomeDirResponse": "daytona_toolbox_api_client.models.user_home_dir_response",
     "WorkDirResponse": "daytona_toolbox_api_client.models.work_dir_response",
     "UploadFilesResponse": "daytona_toolbox_api_client.models.upload_files_response",
+    "SessionExecuteResponse": "daytona_toolbox_api_client.models.session_execute_response",
+    "Command": "daytona_toolbox_api_client.models.command",
+    "Session": "daytona_toolbox_api_client.models.session",
+    "SessionCommandLogsResponse": "daytona_toolbox_api_client.models.session_command_logs_response",
 }
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+STDOUT_PREFIX, STDERR_PREFIX = b"\x01\x01\x01", b"\x02\x02\x02"
 
 
 _LIFETIME_SETTERS = {"ttl": "ttl_minutes", "autostop": "auto_stop_interval", "autodelete": "auto_delete_interval"}
@@ -73,6 +94,13 @@ class Fault:
     status: int | None = None
     silence: bool = False
     times: int = 1
+    retry_after: float | None = None
+    delay: float = 0.0
+    drop: bool = False
+    lose: bool = False
+    chance: float = 1.0
+    every: int = 0  # fire only on every Nth request this fault sees (deterministic share; 0: each one)
+    seen: int = 0
     # The error message; `{authorization}` is replaced by the request's Authorization header, as a
     # careless proxy might echo it (the adapter must scrub the key from every message).
     message: str = "injected fault"
@@ -149,6 +177,65 @@ class StandInSandbox:
         return data
 
 
+class StandInCommand:
+    """One session command, running for real; its output kept in order, each chunk tagged with its stream."""
+
+    def __init__(self, command: str, process: subprocess.Popen[bytes], suppress_echo: bool) -> None:
+        self.id = str(uuid.uuid4())
+        self.command = command
+        self.process = process
+        self.suppress_echo = suppress_echo
+        self.chunks: list[tuple[bytes, bytes]] = []  # (prefix, data)
+        self.exit_code: int | None = None
+        self.changed = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(pipe, prefix), daemon=True)
+            for pipe, prefix in ((process.stdout, STDOUT_PREFIX), (process.stderr, STDERR_PREFIX))
+        ]
+        for reader in self._readers:
+            reader.start()
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _read(self, pipe: Any, prefix: bytes) -> None:
+        while chunk := os.read(pipe.fileno(), 65536):
+            self.append(prefix, chunk)
+        pipe.close()
+
+    def _wait(self) -> None:
+        code = self.process.wait()
+        for reader in self._readers:  # a background child may hold the pipes open: do not wait for ever
+            reader.join(timeout=1.0)
+        with self.changed:
+            self.exit_code = code if code >= 0 else 128 - code  # the daemon's shell reports 128+N for a signal
+            self.changed.notify_all()
+
+    def append(self, prefix: bytes, chunk: bytes) -> None:
+        with self.changed:
+            self.chunks.append((prefix, chunk))
+            self.changed.notify_all()
+
+    def output(self, prefix: bytes | None = None) -> str:
+        with self.changed:
+            data = b"".join(c for p, c in self.chunks if prefix is None or p == prefix)
+        return data.decode(errors="replace")
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "command": self.command}
+        if self.exit_code is not None:
+            data["exitCode"] = self.exit_code
+        return data
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@dataclass
+class StandInSession:
+    id: str
+    commands: dict[str, StandInCommand]
+
+
 def model_problems(name: str, body: Any) -> list[str]:
     """Why `body` is not exactly what the SDK's model `name` parses: errors, and fields it does not know."""
     model = getattr(importlib.import_module(MODELS[name]), name)
@@ -187,6 +274,8 @@ class StandIn:
         self.served: list[tuple[str, Any]] = []
         self.unhandled: list[str] = []
         self.released = threading.Event()
+        self.sessions: dict[tuple[str, str], StandInSession] = {}
+        self.random = random.Random(0)
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         self._server.standin = self  # type: ignore[attr-defined]
@@ -215,6 +304,12 @@ class StandIn:
 
     def stop(self) -> None:
         self.released.set()
+        with self.lock:
+            sessions = list(self.sessions.values())
+            self.sessions.clear()
+        for session in sessions:
+            for command in session.commands.values():
+                command.kill()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -245,6 +340,11 @@ class StandIn:
         with self.lock:
             for fault in self.faults:
                 if fault.times != 0 and fault.matches(method, path):
+                    if fault.chance < 1.0 and self.random.random() >= fault.chance:
+                        continue
+                    fault.seen += 1
+                    if fault.every and fault.seen % fault.every:
+                        continue
                     if fault.times > 0:
                         fault.times -= 1
                     return fault
@@ -266,6 +366,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without this, Nagle's algorithm and the client's
+        # delayed ACK hold every answer back 40 ms, which would swamp what the benchmark measures.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -294,9 +400,23 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _reset(self) -> None:
+        """Close the connection abruptly (RST), as a crashed proxy or a dropped network does."""
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        self.close_connection = True
+
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
+        if getattr(self, "_lose_answer", False):  # a `lose` fault: handled, but the answer never arrives
+            self._reset()
+            return
         try:
             self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -310,8 +430,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.standin.served.append((model, data))
         self._send(status, json.dumps(data).encode())
 
-    def _fail(self, status: int, message: str, code: str | None = None, source: str = "DAYTONA_API") -> None:
-        self._json(status, _error(status, message, code, source))
+    def _fail(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        source: str = "DAYTONA_API",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._send(status, json.dumps(_error(status, message, code, source)).encode(), headers=headers)
 
     def _handle(self, method: str) -> None:
         split = urlsplit(self.path)
@@ -328,14 +455,25 @@ class _Handler(BaseHTTPRequestHandler):
                 record["json"] = json.loads(body)
         with standin.lock:
             standin.requests.append(record)
+        self._lose_answer = False
         fault = standin.take_fault(method, path)
+        if fault is not None:
+            record["fault"] = fault.status or ("silence" if fault.silence else "drop" if fault.drop else "lose/delay")
+        if fault is not None and fault.delay:
+            standin.released.wait(fault.delay)
         if fault is not None and fault.silence:
             standin.released.wait(SILENCE_SECONDS)
             self.close_connection = True
             return
-        if fault is not None and fault.status is not None:
-            self._fail(fault.status, fault.message.replace("{authorization}", self.headers.get("Authorization", "")))
+        if fault is not None and fault.drop:
+            self._reset()
             return
+        if fault is not None and fault.status is not None:
+            message = fault.message.replace("{authorization}", self.headers.get("Authorization", ""))
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+            self._fail(fault.status, message, headers=headers)
+            return
+        self._lose_answer = fault is not None and fault.lose
         if not authorized:
             self._fail(401, "Invalid credentials", "UNAUTHORIZED")
             return
@@ -365,7 +503,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._fail(404, f"Sandbox with ID or name {rest[0]} not found", "NOT_FOUND")
                 return self._json(200, {"url": self.standin.toolbox_url}, "ToolboxProxyUrl")
         if len(parts) >= 3 and parts[0] == "toolbox":
-            return self._toolbox(method, parts[1], "/" + "/".join(parts[2:]), body)
+            return self._toolbox(method, parts[1], "/" + "/".join(parts[2:]), body, query)
         with self.standin.lock:
             self.standin.unhandled.append(f"{method} {path}")
         self._fail(404, f"Cannot {method} {path}", "NOT_FOUND")
@@ -451,6 +589,10 @@ class _Handler(BaseHTTPRequestHandler):
             sandbox.state, sandbox.deleting = "destroying", True
             data = sandbox.to_json(standin.toolbox_url)
             del standin.sandboxes[sandbox.id]
+            sessions = [standin.sessions.pop(key) for key in list(standin.sessions) if key[0] == sandbox.id]
+        for session in sessions:
+            for command in session.commands.values():
+                command.kill()
         shutil.rmtree(sandbox.home, ignore_errors=True)
         self._json(200, data, "Sandbox")
 
@@ -483,7 +625,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, data, "Sandbox")
 
     # -- toolbox -----------------------------------------------------------------
-    def _toolbox(self, method: str, sandbox_id: str, path: str, body: bytes) -> None:
+    def _toolbox(self, method: str, sandbox_id: str, path: str, body: bytes, query: dict[str, list[str]]) -> None:
         sandbox = self.standin.find(sandbox_id)
         if sandbox is None:
             return self._fail(404, f"sandbox {sandbox_id} not found", "NOT_FOUND", "DAYTONA_PROXY")
@@ -499,6 +641,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"dir": str(sandbox.home)}, "UserHomeDirResponse")
         if (method, path) == ("GET", "/work-dir"):
             return self._json(200, {"dir": str(sandbox.home)}, "WorkDirResponse")
+        if path == "/process/session" or path.startswith("/process/session/"):
+            return self._session(method, sandbox, path.split("/")[3:], body, query)
         with self.standin.lock:
             self.standin.unhandled.append(f"{method} /toolbox/{sandbox_id}{path}")
         self._fail(404, f"Cannot {method} {path}", "NOT_FOUND", "DAYTONA_DAEMON")
@@ -536,6 +680,130 @@ class _Handler(BaseHTTPRequestHandler):
             return self._fail(408, message, "PROCESS_EXECUTION_TIMEOUT", "DAYTONA_DAEMON")
         code = process.returncode if process.returncode >= 0 else -1  # Go reports -1 for a signal
         self._json(200, {"exitCode": code, "result": output.decode(errors="replace")}, "ExecuteResponse")
+
+    # -- sessions ----------------------------------------------------------------
+    def _session(
+        self, method: str, sandbox: StandInSandbox, rest: list[str], body: bytes, query: dict[str, list[str]]
+    ) -> None:
+        """`/process/session[/{sid}[/exec | /command/{cid}[/logs | /input]]]`, as the daemon serves them."""
+        standin = self.standin
+        if not rest and method == "POST":
+            from daytona_toolbox_api_client.models.create_session_request import CreateSessionRequest
+
+            session_id = _validated(CreateSessionRequest, body).session_id
+            with standin.lock:
+                if (sandbox.id, session_id) in standin.sessions:
+                    return self._fail(409, f"session {session_id} already exists", "CONFLICT", "DAYTONA_DAEMON")
+                standin.sessions[(sandbox.id, session_id)] = StandInSession(session_id, {})
+            return self._send(201, b"")
+        with standin.lock:
+            session = standin.sessions.get((sandbox.id, rest[0])) if rest else None
+        if session is None:
+            return self._fail(404, "session not found", "SESSION_NOT_FOUND", "DAYTONA_DAEMON")
+        if len(rest) == 1 and method == "GET":
+            commands = [command.to_json() for command in list(session.commands.values())]
+            return self._json(200, {"sessionId": session.id, "commands": commands}, "Session")
+        if len(rest) == 1 and method == "DELETE":
+            with standin.lock:
+                standin.sessions.pop((sandbox.id, session.id), None)
+            for command in session.commands.values():
+                command.kill()
+            return self._send(204, b"")
+        if rest[1:] == ["exec"] and method == "POST":
+            return self._session_exec(sandbox, session, body)
+        command = session.commands.get(rest[2]) if len(rest) >= 3 and rest[1] == "command" else None
+        if command is None:
+            return self._fail(404, "command not found", "COMMAND_NOT_FOUND", "DAYTONA_DAEMON")
+        if len(rest) == 3 and method == "GET":
+            return self._json(200, command.to_json(), "Command")
+        if rest[3:] == ["logs"] and method == "GET":
+            if query.get("follow") == ["true"]:
+                return self._follow(command)
+            logs = {"output": command.output(), "stdout": command.output(STDOUT_PREFIX)}
+            return self._json(200, {**logs, "stderr": command.output(STDERR_PREFIX)}, "SessionCommandLogsResponse")
+        if rest[3:] == ["input"] and method == "POST":
+            return self._input(command, body)
+        self._fail(404, f"Cannot {method} session path", "NOT_FOUND", "DAYTONA_DAEMON")
+
+    def _session_exec(self, sandbox: StandInSandbox, session: StandInSession, body: bytes) -> None:
+        from daytona_toolbox_api_client.models.session_execute_request import SessionExecuteRequest
+
+        request = _validated(SessionExecuteRequest, body)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(sandbox.home),
+            "USER": "daytona",
+            "LANG": "C.UTF-8",
+            **sandbox.env,
+        }
+        process = subprocess.Popen(
+            ["sh", "-c", request.command],
+            cwd=sandbox.home,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # killed as a group when the session is deleted
+        )
+        command = StandInCommand(request.command, process, bool(request.suppress_input_echo))
+        session.commands[command.id] = command
+        if request.run_async or request.var_async:
+            return self._json(202, {"cmdId": command.id}, "SessionExecuteResponse")
+        with command.changed:
+            command.changed.wait_for(lambda: command.exit_code is not None)
+        answer = {"cmdId": command.id, "exitCode": command.exit_code, "output": command.output()}
+        answer |= {"stdout": command.output(STDOUT_PREFIX), "stderr": command.output(STDERR_PREFIX)}
+        self._json(200, answer, "SessionExecuteResponse")
+
+    def _input(self, command: StandInCommand, body: bytes) -> None:
+        from daytona_toolbox_api_client.models.session_send_input_request import SessionSendInputRequest
+
+        data = _validated(SessionSendInputRequest, body).data
+        data = data if data.endswith("\n") else data + "\n"  # the daemon appends the newline
+        stdin = command.process.stdin
+        if command.exit_code is not None or stdin is None:
+            return self._fail(410, "command already completed", "COMMAND_ALREADY_COMPLETED", "DAYTONA_DAEMON")
+        if not command.suppress_echo:  # echoed as received, before the command can answer it
+            command.append(STDOUT_PREFIX, data.encode())
+        try:
+            stdin.write(data.encode())
+            stdin.flush()
+        except (BrokenPipeError, ValueError):
+            return self._fail(410, "command already completed", "COMMAND_ALREADY_COMPLETED", "DAYTONA_DAEMON")
+        self._send(200, b"")
+
+    def _follow(self, command: StandInCommand) -> None:
+        """The `?follow=true` WebSocket: every chunk from the start, live, then close 1000 once the command ended."""
+        key = self.headers.get("Sec-WebSocket-Key")
+        if not key or self.headers.get("Upgrade", "").lower() != "websocket":
+            return self._fail(400, "expected a WebSocket upgrade", "BAD_REQUEST", "DAYTONA_DAEMON")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.close_connection = True
+        try:
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.end_headers()
+            sent = 0
+            while True:
+                with command.changed:
+                    if len(command.chunks) == sent and command.exit_code is None:
+                        command.changed.wait(0.5)
+                    fresh, finished = command.chunks[sent:], command.exit_code is not None
+                sent += len(fresh)
+                for prefix, chunk in fresh:
+                    self.wfile.write(_ws_frame(0x2, prefix + chunk))
+                self.wfile.flush()
+                if finished and not fresh:
+                    break
+            self.wfile.write(_ws_frame(0x8, struct.pack(">H", 1000)))
+            self.wfile.flush()
+            with contextlib.suppress(OSError, TimeoutError):  # the client's close frame, then the socket goes
+                self.connection.settimeout(2)
+                self.connection.recv(64)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away (Ctrl-C)
+            pass
 
     def _upload(self, sandbox: StandInSandbox, body: bytes) -> None:
         from python_multipart import parse_form
@@ -622,6 +890,18 @@ def _validated(model: Any, body: bytes) -> Any:
     if parsed is None:
         raise _BadRequest(f"{model.__name__}: empty body")
     return parsed
+
+
+def _ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked, final WebSocket frame (server to client)."""
+    size = len(payload)
+    if size < 126:
+        head = struct.pack(">BB", 0x80 | opcode, size)
+    elif size < 1 << 16:
+        head = struct.pack(">BBH", 0x80 | opcode, 126, size)
+    else:
+        head = struct.pack(">BBQ", 0x80 | opcode, 127, size)
+    return head + payload
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:

@@ -197,22 +197,34 @@ def test_delete_then_not_found(backend: DaytonaBackend, sandbox: str) -> None:
         run(backend, sandbox, "true")
 
 
-def test_delete_turns_429_and_5xx_into_transient(standin: StandIn, sb_backend: DaytonaBackend, sb_sandbox: str) -> None:
+def test_delete_retries_429_and_5xx_inside_the_adapter(
+    standin: StandIn, sb_backend: DaytonaBackend, sb_sandbox: str
+) -> None:
     for method, status in (("DELETE", 500), ("GET", 429), ("DELETE", 503)):
         standin.add_fault(method=method, path="^/api/sandbox/", status=status)
-        with pytest.raises(Transient, match=str(status)):
-            sb_backend.delete(sb_sandbox)
     sb_backend.delete(sb_sandbox)
     assert sb_sandbox not in standin.sandboxes
+    assert [r["method"] for r in standin.requests if r["path"].startswith("/api/sandbox/")].count("DELETE") == 3
+
+
+def test_a_transient_error_that_outlasts_the_window_is_transient(
+    standin: StandIn, sb_backend: DaytonaBackend, sb_sandbox: str
+) -> None:
+    standin.add_fault(method="DELETE", path="^/api/sandbox/", status=503, times=-1)
+    sb_backend.retry_budget = 1.0  # one second of retrying, then the error as it was
+    with pytest.raises(Transient, match="503"):
+        sb_backend.delete(sb_sandbox)
+    assert [r["method"] for r in standin.requests].count("DELETE") >= 2
+    standin.faults.clear()  # so the fixture can delete it
 
 
 def test_delete_is_retried_through_two_transient_500s(
     standin: StandIn, sb_backend: DaytonaBackend, sb_sandbox: str
 ) -> None:
-    """The one retry policy (services.deletion, tenacity) on top of the adapter's Transient."""
+    """The one retry policy (sandboxctl.backends.retry, tenacity): deletion on top of the adapter's own retries."""
     standin.add_fault(method="DELETE", path="^/api/sandbox/", status=500, times=2)
     deletion = remove_backend_resource(sb_backend, "any-record", sb_sandbox)
-    assert (deletion.success, deletion.retries_used, deletion.error) == (True, 2, None)
+    assert (deletion.success, deletion.error) == (True, None)
     assert sb_sandbox not in standin.sandboxes
     assert [r["method"] for r in standin.requests].count("DELETE") == 3
 
@@ -227,8 +239,8 @@ def test_delete_404_is_not_found(standin: StandIn, sb_backend: DaytonaBackend, s
 
 # -- exec --------------------------------------------------------------------------------------------
 def test_exec_exit_code_output_env_and_workdir(backend: DaytonaBackend, sandbox: str) -> None:
-    # Daytona returns stdout and stderr combined, at the end: all of it arrives on stdout.
-    assert run(backend, sandbox, "sh", "-c", "echo o; echo e >&2; exit 5") == (5, b"o\ne\n", b"")
+    # Through a session: stdout and stderr arrive apart, the exit code passed through.
+    assert run(backend, sandbox, "sh", "-c", "echo o; echo e >&2; exit 5") == (5, b"o\n", b"e\n")
     code, out, _ = run(backend, sandbox, "sh", "-c", 'echo "$CREATED_WITH $PER_EXEC"', env={"PER_EXEC": "x"})
     assert (code, out) == (0, b"yes x\n")
     code, out, _ = run(backend, sandbox, "printf", "%s|", "a b", "$HOME", "it's", '"q"', "*")
@@ -338,13 +350,15 @@ def test_a_silent_api_is_unavailable_within_the_bound(
     assert [r["method"] for r in standin.requests] == ["POST"]
 
 
-def test_a_silent_api_is_asked_once_per_call(standin: StandIn) -> None:
+def test_a_silent_api_is_asked_again_within_the_bound(standin: StandIn) -> None:
+    """A read timeout is retried like any transient failure, but only while a whole attempt still fits."""
     standin.add_fault(path="^/api/", silence=True, times=-1)
     backend = DaytonaBackend(standin.api_key, standin.api_url, request_timeout=1)
     for call in (lambda: backend.inspect("any"), backend.list_owned):
         with pytest.raises(Unavailable, match="did not answer"):
-            call()
-    assert [r["method"] for r in standin.requests] == ["GET", "GET"]
+            guarded(call)
+    methods = [r["method"] for r in standin.requests]
+    assert set(methods) == {"GET"} and len(methods) > 2, methods
 
 
 def test_a_wrong_api_url_is_unavailable_never_an_already_deleted_sandbox(

@@ -46,7 +46,7 @@ def test_create_exec_status_delete(dcli: Cli, target: Target, suite_label: dict[
     assert len(sandbox_id) >= 8 and "\n" not in sandbox_id
     result = dcli("exec", sandbox_id, "--", "sh", "-c", 'echo "$GREETING"; echo oops >&2; exit 7')
     assert result.returncode == 7, str(result)
-    assert result.stdout == "hello\noops\n"  # Daytona returns one combined stream
+    assert (result.stdout, result.stderr) == ("hello\n", "oops\n")  # streams apart, through a session
     status = dcli.ok("status", sandbox_id, "--json").json()
     assert (status["id"], status["backend"], status["status"]) == (sandbox_id, "daytona", "running")
     assert status["backend_state"] == "running" and status["labels"] == {key: value}

@@ -5,13 +5,16 @@ Driven with plain urllib (not the SDK), so these tests check the stand-in, not t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+from http.client import RemoteDisconnected
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +206,93 @@ def test_runs_as_a_script_configured_over_http(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _ws_messages(standin: StandIn, path: str) -> list[bytes]:
+    """A bare WebSocket client (no SDK): the raw binary messages of a `?follow=true` stream until close."""
+    import base64
+    import socket
+    import struct
+
+    sock = socket.create_connection(("127.0.0.1", int(standin.url.rsplit(":", 1)[1])), timeout=30)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {standin.api_key}\r\n\r\n"
+        ).encode()
+    )
+    stream = sock.makefile("rb")
+    assert stream.readline().startswith(b"HTTP/1.1 101")
+    while stream.readline() not in (b"\r\n", b""):
+        pass
+    messages = []
+    while True:
+        opcode, size = stream.read(2)
+        size &= 0x7F
+        if size == 126:
+            size = struct.unpack(">H", stream.read(2))[0]
+        elif size == 127:
+            size = struct.unpack(">Q", stream.read(8))[0]
+        payload = stream.read(size)
+        if opcode & 0x0F == 0x8:
+            assert payload == struct.pack(">H", 1000)  # a clean end
+            sock.close()
+            return messages
+        messages.append(payload)
+
+
+def test_sessions_run_for_real_stream_framed_logs_take_input_and_die_with_the_session(standin: StandIn) -> None:
+    http = Http(standin)
+    sandbox_id = http.json("POST", "/api/sandbox", create_body())["id"]
+    base = f"/toolbox/{sandbox_id}/process/session"
+    assert http("POST", base, {"sessionId": "s1"})[0] == 201
+    assert http("POST", base, {"sessionId": "s1"})[0] == 409
+    script = 'echo out-one; echo err-one >&2; read -r line; echo "read $line"; exit 5'
+    started = http.json("POST", f"{base}/s1/exec", {"command": script, "runAsync": True}, expect=202)
+    command = f"{base}/s1/command/{started['cmdId']}"
+    assert "exitCode" not in http.json("GET", command)  # still waiting for its input
+    assert http("POST", f"{command}/input", {"data": "typed"})[0] == 200  # the daemon adds the newline
+    messages = _ws_messages(standin, f"{command}/logs?follow=true")
+    assert sorted(messages) == sorted(
+        [b"\x01\x01\x01out-one\n", b"\x02\x02\x02err-one\n", b"\x01\x01\x01typed\n", b"\x01\x01\x01read typed\n"]
+    )  # input echoed: no suppressInputEcho
+    assert http.json("GET", command)["exitCode"] == 5
+    logs = http.json("GET", f"{command}/logs")
+    assert (logs["stdout"], logs["stderr"]) == ("out-one\ntyped\nread typed\n", "err-one\n")
+    assert http("POST", f"{command}/input", {"data": "late"})[0] == 410
+    assert [c["id"] for c in http.json("GET", f"{base}/s1")["commands"]] == [started["cmdId"]]
+    sleeper = http.json("POST", f"{base}/s1/exec", {"command": "sleep 60", "runAsync": True}, expect=202)
+    pid = standin.sessions[(sandbox_id, "s1")].commands[sleeper["cmdId"]].process.pid
+    assert http("DELETE", f"{base}/s1")[0] == 204
+    time.sleep(0.5)
+    assert standin.sessions == {}
+    with contextlib.suppress(FileNotFoundError):  # gone, or a zombie not yet reaped: killed either way
+        assert Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    assert {"Session", "Command", "SessionExecuteResponse", "SessionCommandLogsResponse"} <= {
+        n for n, _ in standin.served
+    }
+
+
+def test_fault_knobs_retry_after_delay_drop_lose_and_every(standin: StandIn) -> None:
+    http = Http(standin)
+    standin.add_fault(method="GET", path="^/api/sandbox$", status=429, retry_after=7)
+    request = urllib.request.Request(
+        standin.api_url + "/sandbox", headers={"Authorization": f"Bearer {standin.api_key}"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=30)
+    assert info.value.code == 429 and info.value.headers["Retry-After"] == "7"
+    standin.add_fault(method="GET", path="^/api/sandbox$", drop=True)
+    with pytest.raises((ConnectionError, urllib.error.URLError, RemoteDisconnected)):
+        urllib.request.urlopen(request, timeout=30)
+    standin.add_fault(method="POST", path="^/api/sandbox$", lose=True)
+    with pytest.raises((ConnectionError, urllib.error.URLError, RemoteDisconnected)):
+        http("POST", "/api/sandbox", create_body())
+    assert len(standin.sandboxes) == 1  # handled, though the answer was lost
+    standin.add_fault(method="GET", path="^/api/sandbox$", status=500, every=3, times=-1)
+    assert [http("GET", "/api/sandbox")[0] for _ in range(6)] == [200, 200, 500, 200, 200, 500]
+    standin.faults.clear()
+    standin.add_fault(method="GET", path="^/api/sandbox$", delay=0.3)
+    assert http("GET", "/api/sandbox")[0] == 200
+    assert [r.get("fault") for r in standin.requests][-1] == "lose/delay"
