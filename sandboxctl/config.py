@@ -7,8 +7,6 @@ directory; tests always set it.
 from __future__ import annotations
 
 import os
-import tempfile
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -139,10 +137,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """The parsed config.toml ({} when absent); anything unreadable is exit 2 naming the file."""
     try:
         with path.open("rb") as handle:
+            import tomllib  # only when there is a file: exec and status rarely have one (~3 ms)
+
             return tomllib.load(handle)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
 
 
@@ -274,6 +274,8 @@ def _dump_toml(document: dict[str, Any]) -> bytes:
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write via a temp file in the same directory, fsync, then `os.replace`: never a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -2,15 +2,13 @@
 
 `import docker` costs ~0.1-0.25 s (mostly `requests`), more than a whole
 `docker exec`. `sandboxctl exec` needs three calls (create, start attached,
-inspect), so over a local unix socket it speaks the Engine API itself with
-`http.client`; every other call, and every non-unix endpoint (TCP, TLS, ssh),
+inspect), so over a local unix socket it speaks the Engine API itself (HTTP/1.0
+over the socket, see `roundtrip`); every other call, and every non-unix endpoint (TCP, TLS, ssh),
 goes through the docker SDK.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import os
 import socket
@@ -63,6 +61,8 @@ def docker_host() -> str:
         return host
     name = current_context()
     if name != "default":
+        import hashlib
+
         digest = hashlib.sha256(name.encode()).hexdigest()
         meta = _docker_config_dir() / "contexts" / "meta" / digest / "meta.json"
         try:
@@ -77,16 +77,51 @@ def unreachable(host: str) -> Unavailable:
     return Unavailable(f"Docker daemon unreachable at {host}: start Docker or set DOCKER_HOST")
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
+class BadResponse(ConnectionError):
+    """The daemon's answer is not HTTP we can read (an OSError, like every other transport failure)."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
+
+def _decode_chunked(body: bytes) -> bytes:
+    out, rest = bytearray(), body
+    while True:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            raise BadResponse("truncated chunked body")
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise BadResponse(f"bad chunk size {size_line[:20]!r}") from None
+        if size == 0:
+            return bytes(out)
+        out += rest[:size]
+        rest = rest[size + 2 :]
+
+
+def roundtrip(socket_path: str, method: str, path: str, payload: bytes | None, timeout: float) -> tuple[int, bytes]:
+    """One HTTP/1.0 request over the unix socket: (status, body). `http.client` would cost every command
+    ~8 ms of imports (email, ssl) for what is one request and one answer read to the end: with HTTP/1.0 the
+    daemon sends the body unchunked and closes. Each socket operation waits at most `timeout`."""
+    head = f"{method} {path} HTTP/1.0\r\nHost: localhost\r\n"
+    if payload is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+        sock.sendall(head.encode() + b"\r\n" + (payload or b""))
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    header, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line, _, fields = header.partition(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise BadResponse(f"unreadable answer from the Docker daemon: {status_line[:80]!r}")
+    if b"transfer-encoding: chunked" in fields.lower():
+        body = _decode_chunked(body)
+    return int(parts[1]), body
 
 
 class EngineSocket:
@@ -105,26 +140,21 @@ class EngineSocket:
         return cls(host) if host.startswith("unix://") else None
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        conn = _UnixConnection(self.path, call_timeout(self.deadline, self.host, f"{method} {path}"))
+        timeout = call_timeout(self.deadline, self.host, f"{method} {path}")
         try:
             payload = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
-            conn.request(method, path, body=payload, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
+            status, data = roundtrip(self.path, method, path, payload, timeout)
         except (FileNotFoundError, ConnectionRefusedError, PermissionError):
             raise unreachable(self.host) from None
         except TimeoutError:
             raise DeadlineExceeded(f"Docker daemon at {self.host} did not answer {method} {path} in time") from None
         except OSError as exc:
             raise BackendError(f"Docker request {method} {path} failed: {exc}") from None
-        finally:
-            conn.close()
         document = json.loads(data) if data else {}
-        if response.status == 404:
+        if status == 404:
             raise NotFound(f"{path}: {document.get('message', 'not found')}")
-        if response.status >= 400:
-            raise BackendError(document.get("message") or f"Docker answered {response.status} to {method} {path}")
+        if status >= 400:
+            raise BackendError(document.get("message") or f"Docker answered {status} to {method} {path}")
         return document
 
     def exec_create(
@@ -224,33 +254,28 @@ def engine_call(engine: EngineSocket, method: str, path: str, body: dict[str, An
     """One JSON request; returns the decoded answer or raises NotFound / Transient / BackendError / Unavailable."""
     from sandboxctl.backends.base import Transient
 
-    conn = _UnixConnection(engine.path, call_timeout(engine.deadline, engine.host, f"{method} {path}"))
+    timeout = call_timeout(engine.deadline, engine.host, f"{method} {path}")
     try:
         payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        conn.request(method, path, body=payload, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
+        status, data = roundtrip(engine.path, method, path, payload, timeout)
     except (FileNotFoundError, ConnectionRefusedError, PermissionError):
         raise unreachable(engine.host) from None
     except TimeoutError:
         raise Transient(f"Docker did not answer {method} {path} in time") from None
     except OSError as exc:
         raise Transient(f"Docker request {method} {path} failed: {exc}") from None
-    finally:
-        conn.close()
     try:
         document = json.loads(data) if data else {}
     except ValueError:
         document = {"message": data.decode(errors="replace").strip()}
-    if response.status < 400:
+    if status < 400:
         return document
-    message = (document.get("message") if isinstance(document, dict) else None) or f"HTTP {response.status}"
-    if response.status == 404:
+    message = (document.get("message") if isinstance(document, dict) else None) or f"HTTP {status}"
+    if status == 404:
         raise NotFound(f"{path}: {message}")
-    if response.status == 409 or response.status >= 500:
+    if status == 409 or status >= 500:
         raise Transient(f"{method} {path}: {message}")
-    raise EngineCallError(response.status, message)
+    raise EngineCallError(status, message)
 
 
 def inspect_container(engine: EngineSocket, container: str) -> dict[str, Any]:

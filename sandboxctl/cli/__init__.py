@@ -11,7 +11,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from sandboxctl.cli import exec_fast, fast
+from sandboxctl.cli import exec_fast
 from sandboxctl.config import ENV_DEBUG
 from sandboxctl.errors import SandboxctlError
 
@@ -57,7 +57,12 @@ def run(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_enabled(args)
     try:
-        shortcut = exec_fast.parse_fast(args) or fast.parse_fast(args)
+        exec_shortcut = exec_fast.parse_fast(args)
+        if exec_shortcut is not None:
+            return exec_shortcut.run()
+        from sandboxctl.cli import fast  # here, not above: exec needs none of status/create/delete's modules
+
+        shortcut = fast.parse_fast(args)
         if shortcut is not None:
             return shortcut.run()
         return _run_typer(args)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -36,17 +35,21 @@ LEASE_TTL = timedelta(minutes=2)
 REFRESH_SECONDS = 30.0  # four refreshes per LEASE_TTL: one slow or failed write never lets a lease lapse
 
 
-def lease_table(ctx: Context) -> LeaseTable:
-    """stdlib sqlite3 on a SQLite file, else the registry's own engine."""
+def lease_table(ctx: Context, *, on_reader: bool = False) -> LeaseTable:
+    """stdlib sqlite3 on a SQLite file, else the registry's own engine.
+
+    `on_reader`: use the reader's open connection (only from the thread that uses the reader: exec's
+    main thread), saving a connection per write."""
     path = ctx.settings.paths.sqlite_path
     if path is not None:
-        return LeaseTable(sqlite_path=path)
+        reader = ctx.reader if on_reader else None
+        return LeaseTable(sqlite_path=path, connection=reader.connection() if reader is not None else None)
     return LeaseTable(engine=ctx.registry.engine)
 
 
 def this_process(kind: str, key: str | None = None) -> Holder:
     """A holder of this process: `kind` (exec, agent-run) and a key unique to the use (default: random)."""
-    return Holder(name=f"{kind} {key or secrets.token_hex(6)}", host=this_host(), pid=os.getpid())
+    return Holder(name=f"{kind} {key or os.urandom(6).hex()}", host=this_host(), pid=os.getpid())
 
 
 def _acquire(ctx: Context, table: LeaseTable, sandbox_id: str, holder: Holder) -> bool:
@@ -85,11 +88,11 @@ def hold(ctx: Context, sandbox_id: str, *, kind: str = "exec") -> Iterator[Holde
 
     Refused (exit 1) when the sandbox can no longer run commands, e.g. a cleanup has just claimed it.
     """
-    table = lease_table(ctx)
+    table = lease_table(ctx, on_reader=True)
     holder = this_process(kind)
     if not _acquire(ctx, table, sandbox_id, holder):
         raise OperationFailed(f"sandbox {sandbox_id} is being deleted or is gone: it cannot run commands")
-    refresher = _Refresher(ctx, table, sandbox_id, holder)
+    refresher = _Refresher(ctx, table.detached(), sandbox_id, holder)  # its own connections: another thread
     refresher.thread.start()
     try:
         yield holder
