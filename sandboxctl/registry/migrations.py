@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
@@ -32,6 +33,18 @@ def _m003_cleanup_indexes(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_status_created ON sandbox (status, created_at)")
 
 
+def _m005_cleanup_claimer(conn: Connection) -> None:
+    """Who claimed a `deleting` record, so a dead claimer's work is finished without waiting CLAIM_TIMEOUT.
+
+    m001 creates the tables from today's models, claim columns included: add only what is missing.
+    """
+    for table in ("sandbox", "sandbox_archive"):
+        present = {column["name"] for column in inspect(conn).get_columns(table)}
+        for column, sql_type in (("claim_host", "VARCHAR"), ("claim_pid", "INTEGER")):
+            if column not in present:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_agent_runs", _create_agent_runs),
@@ -39,6 +52,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     # m002 was once a placeholder: registries migrated then lack `agent_runs`. This creates it where missing
     # (and does nothing elsewhere), replacing the run-time `ensure_tables` patch of four call sites.
     ("m004_agent_runs_where_missing", _create_agent_runs),
+    ("m005_cleanup_claimer", _m005_cleanup_claimer),
 ]
 
 if len(MIGRATIONS) != SCHEMA_VERSION:  # the reader must know the version without importing SQLModel

@@ -34,7 +34,7 @@ from sandboxctl.registry.states import LIVE_STATUSES, SandboxStatus, sources_of
 
 # The number of migrations in `registry/migrations.py` (checked there at import): a registry
 # at another version is left to the full registry, which migrates it.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SANDBOX_COLUMNS: tuple[str, ...] = (
     "id",
@@ -57,6 +57,8 @@ SANDBOX_COLUMNS: tuple[str, ...] = (
     "delete_attempts",
     "last_error",
     "status_changed_at",
+    "claim_host",
+    "claim_pid",
 )
 ARCHIVE_COLUMNS: tuple[str, ...] = (*SANDBOX_COLUMNS, "archived_at", "reason", "deletion")
 JSON_COLUMNS = frozenset({"labels", "env_keys", "deletion"})
