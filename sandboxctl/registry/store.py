@@ -22,7 +22,7 @@ from sqlalchemy import event, func, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, create_engine, delete, select
 
 from sandboxctl.dburl import masked
@@ -154,6 +154,10 @@ class Registry:
                 f"registry {self.display} needs a driver that is not installed ({exc}): "
                 "pip install 'sandboxctl[postgres]'"
             ) from None
+        except (ArgumentError, ValueError) as exc:  # NoSuchModuleError is an ArgumentError
+            raise RegistryError(
+                f"bad registry URL {self.display} ({exc}): use a SQLite path or postgresql+psycopg://USER@HOST/DB"
+            ) from None
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
         self._write_engine = self.engine.execution_options(sqlite_immediate=True)
@@ -162,7 +166,9 @@ class Registry:
                 self._migrate()
         except DatabaseError as exc:
             if self.path is None:
-                raise
+                # e.g. the role may not create tables: one line naming the (masked) URL, fixed by an admin.
+                detail = " ".join(str(exc.orig or exc).split())
+                raise RegistryError(f"cannot use registry {self.display}: {detail}") from None
             raise registry_error(self.path, exc.orig) from None
 
     @contextmanager
