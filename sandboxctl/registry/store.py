@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, update
+from sqlalchemy import and_, event, func, not_, or_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
@@ -116,6 +116,21 @@ def _claimer() -> dict[str, Any]:
 def _naive(moment: datetime) -> datetime:
     """A stored time as the ORM reads it (zone dropped), to compare with what the planner saw."""
     return moment.replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
+def _local_of(host: str, this: bool) -> Any:
+    """Records that are not `local` sandboxes of other hosts (this=True), or only those (this=False).
+
+    A local backend id is `HOST:/dir`; one without a colon predates host-bound ids and is this host's.
+    """
+    backend_id = col(SandboxRecord.backend_id)
+    prefix = f"{host}:"
+    elsewhere = and_(
+        col(SandboxRecord.backend) == "local",
+        backend_id.contains(":", autoescape=True),
+        func.substr(backend_id, 1, len(prefix)) != prefix,
+    )
+    return or_(backend_id.is_(None), not_(elsewhere)) if this else elsewhere
 
 
 class Registry:
@@ -456,6 +471,7 @@ class Registry:
         selector: Mapping[str, str] | None = None,
         exclude_permanent: bool = False,
         limit: int | None = None,
+        local_host: tuple[str, bool] | None = None,
     ) -> list[SandboxRecord]:
         """The oldest `limit` records in `statuses` past their expiry or idle timeout, or (with
         `older_than`) created before `now - older_than`, oldest first.
@@ -474,6 +490,8 @@ class Registry:
                 q = q.where(col(SandboxRecord.labels)[key].as_string() == value)
             if exclude_permanent:
                 q = q.where(col(SandboxRecord.policy) != Policy.PERMANENT.value)
+            if local_host is not None:
+                q = q.where(_local_of(*local_host))
             q = q.order_by(col(SandboxRecord.created_at), col(SandboxRecord.id))
             return q.limit(limit) if limit is not None else q
 

@@ -128,15 +128,20 @@ def plan_records(
         records = [r for r in records if not request.backend or r.backend == request.backend]
         judged = {r.id: "requested" for r in records if r.status in JUDGED}
     else:
-        deadline = registry.past_deadline(
-            now,
-            statuses=JUDGED,
-            older_than=request.older_than,
-            backend=request.backend,
-            selector=selector,
-            exclude_permanent=not request.force,
-            limit=request.limit,
-        )
+        due = {
+            "now": now,
+            "statuses": JUDGED,
+            "older_than": request.older_than,
+            "backend": request.backend,
+            "selector": selector,
+            "exclude_permanent": not request.force,
+            "limit": request.limit,
+        }
+        # Other hosts' local sandboxes apart: however many of them wait for their own host, they never
+        # take this host's --limit (they come back as notes).
+        deadline = registry.past_deadline(**due, local_host=(this_host(), True))
+        elsewhere = registry.past_deadline(**due, local_host=(this_host(), False))
+        deadline += elsewhere
         records = deadline + registry.list_live(backend=request.backend, statuses=unfinished_statuses)
         judged = {r.id: reason for r in deadline if (reason := _deadline_reason(r, now, request.older_than))}
     items: dict[str, CleanupItem] = {}
@@ -286,5 +291,7 @@ def plan_cleanup(
             only_ids=only_ids,
         )
         plan.items[:0] = items
-    plan.items = plan.items[: request.limit]
+    # --limit counts what this run may act on; notes (another host's local sandboxes) come on top.
+    actionable = [item for item in plan.items if item.outcome is Outcome.PLANNED][: request.limit]
+    plan.items = actionable + [item for item in plan.items if item.outcome is not Outcome.PLANNED]
     return plan
