@@ -323,8 +323,8 @@ class Registry:
     ) -> bool:
         """Move one record to `target` if the state machine (and `expect`) allow it from its current status.
 
-        One conditional UPDATE, so concurrent callers can never both win: this is how
-        cleanup claims a sandbox. Returns False when the record was not in an allowed status.
+        One conditional UPDATE, so concurrent callers can never both win (`delete` claims
+        this way; cleanup uses `claim_many`). Returns False when the record was not in an allowed status.
         """
         allowed = sources_of(target)
         if expect is not None:

@@ -142,8 +142,9 @@ def execute_plan(
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 done += len(finished)
                 for future in finished:
-                    if isinstance(future.exception(), RegistryUnavailable):
-                        lost, pending = lost or future.exception(), []  # type: ignore[assignment]
+                    error = future.exception()
+                    if isinstance(error, RegistryUnavailable):
+                        lost, pending = lost or error, []
             if progress is not None:
                 progress(done, total)
     finally:
