@@ -86,6 +86,7 @@ class Paths:
     config_file: Path
     data_dir: Path
     db_url: str
+    db_source: str = "default"  # flag | env | default
 
     @property
     def local_root(self) -> Path:
@@ -114,6 +115,7 @@ class Paths:
 
             config_file = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
             data_dir = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+        source = "flag" if db else "env" if os.environ.get(ENV_DB) else "default"
         db = db or os.environ.get(ENV_DB)
         if not db:
             db_url = f"sqlite:///{data_dir / 'registry.db'}"
@@ -121,7 +123,7 @@ class Paths:
             db_url = db
         else:
             db_url = f"sqlite:///{Path(db).expanduser().resolve()}"
-        return cls(config_file=config_file, data_dir=data_dir, db_url=db_url)
+        return cls(config_file=config_file, data_dir=data_dir, db_url=db_url, db_source=source)
 
 
 def _lookup(table: dict[str, Any], dotted: str) -> Any:

@@ -40,11 +40,22 @@ class RegistryError(UsageError):
         )
 
     @classmethod
+    def newer(cls, where: Path | str, unknown: list[str]) -> RegistryError:
+        return cls(
+            f"registry {where} has a newer schema than this sandboxctl (unknown migrations: {', '.join(unknown)}): "
+            "upgrade sandboxctl; nothing was changed"
+        )
+
+    @classmethod
     def read_only(cls, path: Path | str) -> RegistryError:
         return cls(
             f"registry {path} is read-only and this command writes to it: "
             "run it where SANDBOXCTL_HOME (or --db) is writable"
         )
+
+
+class RegistryUnavailable(OperationFailed):
+    """A registry server (PostgreSQL) cannot be reached or dropped the connection (exit 1: retry later)."""
 
 
 class SandboxNotFound(SandboxctlError):

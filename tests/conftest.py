@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sysconfig
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,45 @@ def _no_leaked_containers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     leaked = [cid for cid, reg in _labelled_containers().items() if cid not in before and reg in ours]
     if leaked:
         subprocess.run(["docker", "rm", "-f", *leaked], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for this session (worker). Under CI=true a missing server is a failure."""
+    from .pgcluster import postgres_bindir, remove_cluster, start_cluster
+
+    if postgres_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI=true but PostgreSQL is not installed: the PostgreSQL registry tests must run in CI")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql, or run .ci/run)")
+    cluster = start_cluster()
+    yield cluster
+    remove_cluster(cluster)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """A fresh, empty database of the session's cluster for this test alone."""
+    return str(pg_cluster.create_database(f"t_{uuid.uuid4().hex[:16]}"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both registries: a SQLite file, and a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """CLI tests on both registries: SANDBOXCTL_DB for the `cli` subprocesses and in-process code (None: SQLite)."""
+    if request.param == "sqlite":
+        return None
+    url = str(request.getfixturevalue("pg_url"))
+    cli.env["SANDBOXCTL_DB"] = url
+    monkeypatch.setenv("SANDBOXCTL_DB", url)
+    return url
 
 
 _docker_outcomes: dict[str, int] = {"passed": 0, "skipped": 0, "failed": 0}

@@ -70,7 +70,7 @@ def test_expiry_index_is_composite(home: Path) -> None:
     ],
 )
 def test_policy_sets_expiry_with_injected_time(
-    home: Path, policy: str, ttl: timedelta | None, expected: timedelta | None
+    home: Path, db: str | None, policy: str, ttl: timedelta | None, expected: timedelta | None
 ) -> None:
     ctx = Context(settings=Settings.load(), clock=lambda: T0)
     record = create_sandbox(ctx, CreateOptions(backend="local", image=None, policy=policy, ttl=ttl))
@@ -81,14 +81,14 @@ def test_policy_sets_expiry_with_injected_time(
     assert stored.expires_at == record.expires_at
 
 
-def test_idle_timeout_recorded_from_config(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_idle_timeout_recorded_from_config(home: Path, db: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOXCTL_IDLE_TIMEOUT", "30m")
     ctx = Context(settings=Settings.load(), clock=lambda: T0)
     record = create_sandbox(ctx, CreateOptions(backend="local", image=None))
     assert record.idle_timeout_seconds == 1800
 
 
-def test_conditional_status_change_has_exactly_one_winner(home: Path) -> None:
+def test_conditional_status_change_has_exactly_one_winner(home: Path, db: str | None) -> None:
     ctx = Context(settings=Settings.load(), clock=lambda: T0)
     record = create_sandbox(ctx, CreateOptions(backend="local", image=None))
     registry = ctx.registry
@@ -97,7 +97,7 @@ def test_conditional_status_change_has_exactly_one_winner(home: Path) -> None:
     assert registry.set_status(record.id, SandboxStatus.CREATING, now=T0) is False  # illegal: refused
 
 
-def test_listing_rows_give_the_same_json_as_records(home: Path) -> None:
+def test_listing_rows_give_the_same_json_as_records(home: Path, db: str | None) -> None:
     """`status` lists plain rows for speed; they must render exactly as the ORM records do."""
     ctx = Context(settings=Settings.load())
     registry = ctx.registry

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sandboxctl.cli import exec_fast
 from sandboxctl.config import ENV_DEBUG
+from sandboxctl.dburl import db_url_from, scrub
 from sandboxctl.errors import SandboxctlError
 
 if TYPE_CHECKING:
@@ -24,8 +25,18 @@ def _debug_enabled(argv: list[str]) -> bool:
 
 
 def _fail(text: str, code: int) -> int:
-    sys.stderr.write(f"error: {text}\n")
+    sys.stderr.write(f"error: {scrub(text, _db_url)}\n")
     return code
+
+
+# The registry URL of this invocation: its password is scrubbed from every error line and traceback.
+_db_url: str | None = None
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    sys.stderr.write(scrub(traceback.format_exc(), _db_url))
 
 
 def _usage_message(exc: TyperException) -> str:
@@ -54,8 +65,10 @@ def _run_typer(args: list[str]) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code; every error becomes one `error:` line here."""
+    global _db_url
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_enabled(args)
+    _db_url = db_url_from(args)
     try:
         exec_shortcut = exec_fast.parse_fast(args)
         if exec_shortcut is not None:
@@ -68,9 +81,7 @@ def run(argv: list[str] | None = None) -> int:
         return _run_typer(args)
     except SandboxctlError as exc:
         if debug:
-            import traceback
-
-            traceback.print_exc()
+            _print_traceback()
         return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
@@ -78,9 +89,7 @@ def run(argv: list[str] | None = None) -> int:
         return 141
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
-            import traceback
-
-            traceback.print_exc()
+            _print_traceback()
         return _fail(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
 
 

@@ -8,7 +8,8 @@ import typer
 
 from sandboxctl.cli import render
 from sandboxctl.cli.options import JsonOption
-from sandboxctl.config import KEYS, Settings, set_config_value, show_value
+from sandboxctl.config import ENV_DB, KEYS, Settings, set_config_value, show_value
+from sandboxctl.dburl import masked
 from sandboxctl.services.context import Context
 
 app = typer.Typer(help="Show or change settings (config.toml).", no_args_is_help=True, rich_markup_mode=None)
@@ -26,13 +27,14 @@ def show(ctx: typer.Context, *, json_: JsonOption = False) -> None:
     """Every setting with its value and where it came from (flag > env > file > default). Secrets are masked."""
     settings = _settings(ctx)
     resolved = [settings.setting(name) for name in KEYS]
+    # The registry (--db > SANDBOXCTL_DB > the file under SANDBOXCTL_HOME), its password masked.
+    db = masked(settings.paths.db_url)
     if json_:
-        render.emit_json({s.key: {"value": show_value(s), "source": s.source} for s in resolved})
+        shown = {s.key: {"value": show_value(s), "source": s.source} for s in resolved}
+        render.emit_json({**shown, "db": {"value": db, "source": settings.paths.db_source}})
         return
-    render.table(
-        ("KEY", "VALUE", "SOURCE", "ENV"),
-        [[s.key, show_value(s) or _WHEN_UNSET.get(s.key, "-"), s.source, KEYS[s.key].env_var] for s in resolved],
-    )
+    rows = [[s.key, show_value(s) or _WHEN_UNSET.get(s.key, "-"), s.source, KEYS[s.key].env_var] for s in resolved]
+    render.table(("KEY", "VALUE", "SOURCE", "ENV"), [*rows, ["db", db, settings.paths.db_source, ENV_DB]])
 
 
 @app.command("get")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 # Written only while the sandbox can run commands: once cleanup has claimed it (`deleting`), no lease can start,
-# and once a lease is live, cleanup's claim refuses it (`LEASE_FREE`). One of the two always sees the other.
+# and once a lease is live, cleanup's claim refuses it (`LEASED_AMONG`). One of the two always sees the other.
 _ACQUIRE = (
     "INSERT INTO sandbox_lease (sandbox_id, holder, host, pid, expires_at)"
     " SELECT :sandbox_id, :holder, :host, :pid, :expires_at"
@@ -36,11 +36,8 @@ _RELEASE = "DELETE FROM sandbox_lease WHERE sandbox_id = :sandbox_id AND holder 
 _PRUNE = "DELETE FROM sandbox_lease WHERE expires_at <= :now"
 _LIVE = "SELECT sandbox_id, holder, host, pid FROM sandbox_lease WHERE expires_at > :now AND sandbox_id IN ({ids})"
 
-# For cleanup's claim: an UPDATE of `sandbox` that must not take a leased record.
-LEASE_FREE = (
-    "NOT EXISTS (SELECT 1 FROM sandbox_lease"
-    " WHERE sandbox_lease.sandbox_id = sandbox.id AND sandbox_lease.expires_at > :lease_now)"
-)
+# For cleanup's batch claim: which of these sandboxes (`:ids`, an expanding parameter) are leased right now.
+LEASED_AMONG = "SELECT DISTINCT sandbox_id FROM sandbox_lease WHERE expires_at > :lease_now AND sandbox_id IN :ids"
 
 
 def stamp(moment: datetime) -> str:

@@ -71,6 +71,18 @@ def _m007_created_by(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_sandbox_created_by ON sandbox (created_by, status)")
 
 
+def _m008_cleanup_claimer(conn: Connection) -> None:
+    """Who claimed a `deleting` record, so a dead claimer's work is finished without waiting CLAIM_TIMEOUT.
+
+    m001 creates the tables from today's models, claim columns included: add only what is missing.
+    """
+    for table in ("sandbox", "sandbox_archive"):
+        present = {column["name"] for column in sa_inspect(conn).get_columns(table)}
+        for column, sql_type in (("claim_host", "VARCHAR"), ("claim_pid", "INTEGER")):
+            if column not in present:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_agent_runs", _create_agent_runs),
@@ -81,6 +93,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m005_sandbox_leases", _m005_sandbox_leases),
     ("m006_agent_run_states", _m006_agent_run_states),
     ("m007_created_by", _m007_created_by),
+    ("m008_cleanup_claimer", _m008_cleanup_claimer),
 ]
 
 if len(MIGRATIONS) != SCHEMA_VERSION:  # the reader must know the version without importing SQLModel

@@ -53,6 +53,10 @@ class SandboxFields(SQLModel):
     delete_attempts: int = 0
     last_error: str | None = None
     status_changed_at: datetime
+    # Who last claimed it for deletion (m005): a dead claimer on its own host is re-claimed at once,
+    # another host's claim only after CLAIM_TIMEOUT.
+    claim_host: str | None = None
+    claim_pid: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON shape of a sandbox, used by create, status, delete and cleanup."""

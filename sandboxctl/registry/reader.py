@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 # The number of migrations in `registry/migrations.py` (checked there at import): a registry
 # at another version is left to the full registry, which migrates it.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 SANDBOX_COLUMNS: tuple[str, ...] = (
     "id",
@@ -62,6 +62,8 @@ SANDBOX_COLUMNS: tuple[str, ...] = (
     "delete_attempts",
     "last_error",
     "status_changed_at",
+    "claim_host",
+    "claim_pid",
 )
 ARCHIVE_COLUMNS: tuple[str, ...] = (*SANDBOX_COLUMNS, "archived_at", "reason", "deletion")
 JSON_COLUMNS = frozenset({"labels", "env_keys", "deletion"})

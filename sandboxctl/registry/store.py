@@ -1,8 +1,10 @@
-"""Engine, migrations and queries of the registry (SQLite by default, any SQLAlchemy URL works).
+"""Engine, migrations and queries of the registry: SQLite by default, PostgreSQL for a fleet.
 
 SQLite runs in WAL mode with a busy timeout, and every write transaction starts
 with `BEGIN IMMEDIATE`, so parallel processes queue for the write lock instead
-of failing with "database is locked".
+of failing with "database is locked". On PostgreSQL, migrations run under an
+advisory lock (hosts starting at once create the schema once), cleanup claims
+with `FOR UPDATE SKIP LOCKED`, and a lost connection is one `RegistryUnavailable`.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, event, func, or_, text, update
+from sqlalchemy import and_, bindparam, case, event, func, not_, or_, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, create_engine, delete, select
 
+from sandboxctl.dburl import masked
 from sandboxctl.durations import utcnow
-from sandboxctl.errors import RegistryError, UsageError
+from sandboxctl.errors import RegistryError, RegistryUnavailable, UsageError
+from sandboxctl.hostid import this_host
 from sandboxctl.labels import matches
 from sandboxctl.quota import PG_ADVISORY_LOCK_KEY, LiveQuota
 from sandboxctl.registry.migrations import MIGRATIONS
@@ -48,6 +53,10 @@ from sandboxctl.registry.reader import (
 from sandboxctl.registry.states import LIVE_STATUSES, check_transition, sources_of
 
 BUSY_TIMEOUT_MS = 60_000
+# pg_advisory_xact_lock key held while migrating: any constant shared by every sandboxctl.
+MIGRATION_LOCK_KEY = 0x5A4D_C7_0001
+# Fail fast when a registry server is down instead of hanging a cron job.
+PG_CONNECT_TIMEOUT_S = 10
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Registry", "new_sandbox_id"]
@@ -101,11 +110,37 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
+def _claimer() -> dict[str, Any]:
+    """The claim columns: this process on this host (see the planner's stale-claim rule)."""
+    return {"claim_host": this_host(), "claim_pid": os.getpid()}
+
+
+def _naive(moment: datetime) -> datetime:
+    """A stored time as the ORM reads it (zone dropped), to compare with what the planner saw."""
+    return moment.replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
+def _local_of(host: str, this: bool) -> Any:
+    """Records that are not `local` sandboxes of other hosts (this=True), or only those (this=False).
+
+    A local backend id is `HOST:/dir`; one without a colon predates host-bound ids and is this host's.
+    """
+    backend_id = col(SandboxRecord.backend_id)
+    prefix = f"{host}:"
+    elsewhere = and_(
+        col(SandboxRecord.backend) == "local",
+        backend_id.contains(":", autoescape=True),
+        func.substr(backend_id, 1, len(prefix)) != prefix,
+    )
+    return or_(backend_id.is_(None), not_(elsewhere)) if this else elsewhere
+
+
 class Registry:
     """The registry of one SQLAlchemy URL. Open it once per command."""
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.display = masked(url)  # what messages show: never the password
         self.is_sqlite = url.startswith("sqlite")
         self.path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
         if self.path is not None and str(self.path) == ":memory:":
@@ -122,46 +157,93 @@ class Registry:
                     prepare_sqlite_file(self.path)
                 except OSError as exc:
                     raise RegistryError(f"cannot create registry {self.path}: {exc.strerror}") from None
-        self.engine = create_engine(
-            connect_url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if self.is_sqlite else {}
-        )
+        self.is_postgres = url.startswith("postgresql")
+        connect_args: dict[str, Any] = {}
+        if self.is_sqlite:
+            connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000}
+        elif self.is_postgres:
+            # Timestamps are stored without a zone: read and write them in UTC whatever the server's TimeZone.
+            connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S, "options": "-c TimeZone=UTC"}
+        try:
+            self.engine = create_engine(connect_url, connect_args=connect_args)
+        except ImportError as exc:  # e.g. psycopg missing: the postgres extra is not installed
+            raise RegistryError(
+                f"registry {self.display} needs a driver that is not installed ({exc}): "
+                "pip install 'sandboxctl[postgres]'"
+            ) from None
+        except (ArgumentError, ValueError) as exc:  # NoSuchModuleError is an ArgumentError
+            raise RegistryError(
+                f"bad registry URL {self.display} ({exc}): use a SQLite path or postgresql+psycopg://USER@HOST/DB"
+            ) from None
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
         self._write_engine = self.engine.execution_options(sqlite_immediate=True)
         try:
-            self._migrate()
+            with self._server_errors():
+                self._migrate()
         except DatabaseError as exc:
             if self.path is None:
-                raise
+                # e.g. the role may not create tables: one line naming the (masked) URL, fixed by an admin.
+                detail = " ".join(str(exc.orig or exc).split())
+                raise RegistryError(f"cannot use registry {self.display}: {detail}") from None
             raise registry_error(self.path, exc.orig) from None
+
+    @contextmanager
+    def _server_errors(self) -> Iterator[None]:
+        """A server that is down, restarting or dropped the connection -> one `RegistryUnavailable` line."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            if self.is_sqlite:
+                raise
+            detail = " ".join(str(exc.orig or exc).split()) or type(exc).__name__
+            raise RegistryUnavailable(f"registry {self.display} is unavailable: {detail}") from None
 
     # -- sessions --------------------------------------------------------
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._server_errors(), Session(self.engine, expire_on_commit=False) as session:
             yield session
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
         """A write transaction holding SQLite's write lock from its first statement; commits on exit."""
         if self.read_only:
-            raise RegistryError.read_only(self.path or self.url)
-        with Session(self._write_engine, expire_on_commit=False) as session:
+            raise RegistryError.read_only(self.path or self.display)
+        with self._server_errors(), Session(self._write_engine, expire_on_commit=False) as session:
             yield session
             session.commit()
 
+    def _applied(self, conn: Connection) -> set[str]:
+        """Names recorded in `schema_migrations`; a name this sandboxctl does not know is refused (exit 2)."""
+        if not sa_inspect(conn).has_table(SchemaMigration.__tablename__):
+            return set()
+        done = set(conn.execute(select(SchemaMigration.name)).scalars())
+        unknown = sorted(done - {name for name, _ in MIGRATIONS})
+        if unknown:
+            raise RegistryError.newer(self.path or self.display, unknown)
+        return done
+
     def _migrate(self) -> None:
-        if self.is_sqlite:
-            with self.engine.connect() as conn:
-                version = conn.exec_driver_sql("PRAGMA user_version").scalar()
-                conn.rollback()
-            if version == SCHEMA_VERSION:
-                return
+        """Bring the schema to this sandboxctl's, never past or around a newer one.
+
+        Read first (cheap, and a read-only or newer registry is never written), then migrate in
+        one transaction; on PostgreSQL under an advisory lock, so hosts starting at once against
+        an empty database create the schema once (DDL is transactional there).
+        """
+        with self.engine.connect() as conn:
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar() if self.is_sqlite else None
+            done = self._applied(conn) if version != SCHEMA_VERSION else None
+            conn.rollback()
+        if done is None or (not self.is_sqlite and len(done) == len(MIGRATIONS)):
+            return
         if self.read_only:
-            raise RegistryError.read_only(self.path or self.url)
+            raise RegistryError.read_only(self.path or self.display)
         with self._write_engine.begin() as conn:
+            if self.is_postgres:
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             SchemaMigration.__table__.create(conn, checkfirst=True)
-            done = set(conn.execute(select(SchemaMigration.name)).scalars())
+            done = self._applied(conn)
             for name, migration in MIGRATIONS:
                 if name in done:
                     continue
@@ -260,8 +342,8 @@ class Registry:
     ) -> bool:
         """Move one record to `target` if the state machine (and `expect`) allow it from its current status.
 
-        One conditional UPDATE, so concurrent callers can never both win: this is how
-        cleanup claims a sandbox. Returns False when the record was not in an allowed status.
+        One conditional UPDATE, so concurrent callers can never both win (`delete` claims
+        this way; cleanup uses `claim_many`). Returns False when the record was not in an allowed status.
         """
         allowed = sources_of(target)
         if expect is not None:
@@ -373,32 +455,62 @@ class Registry:
         now: datetime,
         unless_leased: bool = False,
     ) -> bool:
-        """Move a record to `deleting` only if it is exactly as the caller saw it (status and its time).
+        """Move one record to `deleting` only if it is exactly as the caller saw it (status and its time).
 
-        One conditional UPDATE: of several cleanups that planned the same sandbox exactly
-        one wins, and none acts on a record that changed after it was judged (e.g. one
-        another cleanup already retried). A `deleting` record whose claimer died is
-        re-claimed the same way: it stays `deleting`, its clock restarts.
-        `unless_leased`: also refuse while someone holds a lease on it (`registry/leases.py`).
+        Of several cleanups that planned the same sandbox exactly one wins, and none acts on a record
+        that changed after it was judged. `claim_many` for one record: one mechanism for both.
         """
-        if seen_status is not SandboxStatus.DELETING:
-            check_transition(seen_status, SandboxStatus.DELETING)
-        conditions = [
-            col(SandboxRecord.id) == sandbox_id,
-            col(SandboxRecord.status) == seen_status.value,
-            col(SandboxRecord.status_changed_at) == seen_changed_at,
-        ]
-        if unless_leased:
-            from sandboxctl.registry.leases import LEASE_FREE, stamp
+        refuse = {sandbox_id} if unless_leased else set()
+        return sandbox_id in self.claim_many(
+            [(sandbox_id, seen_status, seen_changed_at)], now=now, unless_leased=refuse
+        )
 
-            conditions.append(text(LEASE_FREE).bindparams(lease_now=stamp(now)))
+    def claim_many(
+        self,
+        seen: Sequence[tuple[str, SandboxStatus, datetime]],
+        *,
+        now: datetime,
+        unless_leased: Collection[str] = (),
+    ) -> set[str]:
+        """Claim (move to `deleting`) those of `seen` (id, status, status time as planned) that are still so,
+        except those of `unless_leased` on which someone holds a live lease (`registry/leases.py`).
+
+        One transaction: the rows are selected `FOR UPDATE SKIP LOCKED` on PostgreSQL, so a row
+        another cleanup is claiming right now is passed over, not waited for, and cleanups on
+        several hosts split the work; SQLite's `BEGIN IMMEDIATE` serialises claims anyway.
+        Returns the ids claimed; each is claimed by exactly one caller.
+        """
+        expected = {sandbox_id: (status.value, _naive(changed_at)) for sandbox_id, status, changed_at in seen}
+        for _id, status, _at in seen:
+            if status is not SandboxStatus.DELETING:
+                check_transition(status, SandboxStatus.DELETING)
+        if not expected:
+            return set()
+        table = SandboxRecord.__table__
         with self.writing() as session:
-            result = session.exec(
-                update(SandboxRecord)
-                .where(*conditions)
-                .values(status=SandboxStatus.DELETING.value, status_changed_at=now)
+            rows = session.connection().execute(
+                sa_select(table.c.id, table.c.status, table.c.status_changed_at)
+                .where(table.c.id.in_(list(expected)))
+                .with_for_update(skip_locked=True)
             )
-            return result.rowcount == 1
+            claimed = [row.id for row in rows if expected[row.id] == (row.status, _naive(row.status_changed_at))]
+            guarded = [sandbox_id for sandbox_id in claimed if sandbox_id in unless_leased]
+            if guarded:
+                from sandboxctl.registry.leases import LEASED_AMONG, stamp
+
+                held = session.connection().execute(
+                    text(LEASED_AMONG).bindparams(bindparam("ids", expanding=True)),
+                    {"ids": guarded, "lease_now": stamp(now)},
+                )
+                leased = {row[0] for row in held}
+                claimed = [sandbox_id for sandbox_id in claimed if sandbox_id not in leased]
+            if claimed:
+                session.connection().execute(
+                    update(table)
+                    .where(table.c.id.in_(claimed))
+                    .values(status=SandboxStatus.DELETING.value, status_changed_at=now, **_claimer())
+                )
+        return set(claimed)
 
     def past_deadline(
         self,
@@ -411,6 +523,7 @@ class Registry:
         created_by: str | None = None,
         exclude_permanent: bool = False,
         limit: int | None = None,
+        local_host: tuple[str, bool] | None = None,
     ) -> list[SandboxRecord]:
         """The oldest `limit` records in `statuses` past their expiry or idle timeout, or (with
         `older_than`) created before `now - older_than`, oldest first.
@@ -431,6 +544,8 @@ class Registry:
                 q = q.where(col(SandboxRecord.labels)[key].as_string() == value)
             if exclude_permanent:
                 q = q.where(col(SandboxRecord.policy) != Policy.PERMANENT.value)
+            if local_host is not None:
+                q = q.where(_local_of(*local_host))
             q = q.order_by(col(SandboxRecord.created_at), col(SandboxRecord.id))
             return q.limit(limit) if limit is not None else q
 

@@ -32,7 +32,7 @@ def test_git_url_at_a_ref_is_cloned_on_the_host(cli: Cli, origin: Path) -> None:
     assert summary["changed_files"] == [{"path": "FEATURE.md", "change": "modified"}]
 
 
-def test_url_credentials_are_never_recorded_or_printed(cli: Cli, home: Path) -> None:
+def test_url_credentials_are_never_recorded_or_printed(cli: Cli, db: str | None, home: Path) -> None:
     token = "tok3n-in-the-url-5150"
     result = cli("agent-run", *LOCAL, "--repo", f"https://user:{token}@127.0.0.1:9/repo.git", "--", "true")
     assert result.returncode == 1, str(result)
@@ -72,7 +72,7 @@ def test_task_file_reaches_the_agent(cli: Cli, tmp_path: Path) -> None:
     assert seen == task.read_text()
 
 
-def test_setup_failure_skips_the_agent_and_keeps_the_sandbox(cli: Cli, tmp_path: Path) -> None:
+def test_setup_failure_skips_the_agent_and_keeps_the_sandbox(cli: Cli, db: str | None, tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
     summary = run_json(cli, "--setup", "exit 7", "--events", str(events_file), "--", "true", code=7)
     assert summary["status"] == "failed" and summary["steps"]["setup"]["status"] == "failed"
@@ -87,7 +87,7 @@ def test_push_is_skipped_when_the_agent_fails(cli: Cli, repo: Path, origin: Path
     assert "agent/x" not in git("--git-dir", str(origin), "branch", "--list")
 
 
-def test_failed_deletion_is_reported_and_does_not_fail_the_run(cli: Cli) -> None:
+def test_failed_deletion_is_reported_and_does_not_fail_the_run(cli: Cli, db: str | None) -> None:
     # A non-empty `.deleting-<id>` beside the sandbox makes the local backend's rename-then-remove fail.
     block = 'd=$(dirname "$SANDBOXCTL_WORKSPACE"); mkdir -p "$(dirname "$d")/.deleting-$(basename "$d")/x"'
     result = cli("agent-run", *LOCAL, "--keep", "never", "--json", "--", "sh", "-c", block)
@@ -145,7 +145,7 @@ def test_usage_errors_exit_2_and_create_no_sandbox(cli: Cli, repo: Path, tmp_pat
     assert not (repo / "out").exists()
 
 
-def test_agent_list_and_show(cli: Cli) -> None:
+def test_agent_list_and_show(cli: Cli, db: str | None) -> None:
     first = run_json(cli, "--task", "first task", "--", "true")
     second = run_json(cli, "--", "sh", "-c", "exit 2", code=2)
     listed = cli.ok("agent", "list", "--json").json()

@@ -7,7 +7,6 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +19,12 @@ HOST = socket.gethostname()
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    """A real SQLite registry file (an in-memory one is a different database in every thread)."""
-    return Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+def registry(registry_url: str) -> Iterator[Registry]:
+    """A real registry on both engines: a SQLite file (an in-memory one is a different database in every
+    thread) and a PostgreSQL database of its own."""
+    opened = Registry(registry_url)
+    yield opened
+    opened.engine.dispose()
 
 
 def add_record(

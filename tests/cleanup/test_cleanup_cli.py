@@ -27,7 +27,7 @@ def create(cli: Cli, *args: str) -> str:
     return cli.ok("create", "--backend", "local", *args).stdout.strip()
 
 
-def test_second_cleanup_while_the_lock_is_held_exits_75_at_once(cli: Cli, home: Path) -> None:
+def test_second_cleanup_while_the_lock_is_held_exits_75_at_once(cli: Cli, db: str | None, home: Path) -> None:
     cli.ok("status")  # the home exists
     with FileLock(home / "cleanup.lock", timeout=0):
         result = cli("cleanup", timeout=120)  # a run waiting for the lock would never return: the guard fails it
@@ -66,7 +66,7 @@ def test_quiet_when_nothing_to_do_and_json_has_the_contract_fields(cli: Cli) -> 
     assert summary["dry_run"] is False and summary["sandboxes_processed"] == 0 and summary["errors"] == []
 
 
-def test_plain_output_is_one_line_per_sandbox(cli: Cli) -> None:
+def test_plain_output_is_one_line_per_sandbox(cli: Cli, db: str | None) -> None:
     first = create(cli, "--ttl", "0s")
     second = create(cli, "--ttl", "0s")
     result = cli.ok("cleanup")
@@ -74,13 +74,13 @@ def test_plain_output_is_one_line_per_sandbox(cli: Cli) -> None:
     assert [r["reason"] for r in cli.ok("status", "--all", "--json").json()] == ["expired", "expired"]
 
 
-def test_unknown_sandbox_named_is_exit_3(cli: Cli) -> None:
+def test_unknown_sandbox_named_is_exit_3(cli: Cli, db: str | None) -> None:
     create(cli)
     result = cli("cleanup", "feedfacecafe")
     assert result.returncode == 3, str(result)
 
 
-def test_named_sandboxes_are_taken_whatever_their_expiry(cli: Cli) -> None:
+def test_named_sandboxes_are_taken_whatever_their_expiry(cli: Cli, db: str | None) -> None:
     keep = create(cli, "--name", "keep")
     take = create(cli, "--name", "take")
     summary = cli.ok("cleanup", "take", "--json").json()

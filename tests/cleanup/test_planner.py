@@ -213,3 +213,30 @@ def test_a_resource_with_a_live_record_is_never_an_orphan() -> None:
     # With no registry at all (lost), labels alone decide: only expiry counts.
     found = find_orphans(resources, live_ids=set(), registry_id="", now=T0, grace=GRACE, is_alive=dead)
     assert len(found) == 2
+
+
+def test_other_hosts_local_sandboxes_are_notes_that_never_take_the_limit(registry: Registry) -> None:
+    """A fleet registry (issue 13): another host's expired local sandboxes, however old and many, are skipped
+    with reason `other_host` and never crowd this host's own out of --limit."""
+    theirs = [
+        add_record(registry, age=timedelta(days=3), ttl=timedelta(hours=1), backend_id=f"elsewhere:/x/{n:012x}")
+        for n in range(3)
+    ]
+    ours = add_record(registry, age=timedelta(hours=2), ttl=timedelta(hours=1), backend_id=f"{HOST}:/x/0000000000aa")
+    docker = add_record(registry, age=timedelta(hours=2), ttl=timedelta(hours=1), backend="docker", backend_id=None)
+    items = plan_records(registry, CleanupRequest(limit=2), now=T0, grace=GRACE, is_alive=alive)
+    outcome = {item.sandbox_id: (item.reason, str(item.outcome)) for item in items}
+    assert outcome[ours.id] == ("expired", "planned")
+    assert outcome[docker.id] == ("expired", "planned")
+    noted = [outcome[r.id] for r in theirs if r.id in outcome]
+    assert noted and set(noted) == {("other_host", "skipped")}, outcome
+
+
+def test_a_dead_claimer_is_taken_over_at_once_only_on_its_own_host(registry: Registry) -> None:
+    """A cleanup that died holding claims (e.g. its registry server restarted): its own host finishes the work
+    at once; another host's claim waits for CLAIM_TIMEOUT, since nobody here can tell whether it lives."""
+    here = add_record(registry, status=SandboxStatus.DELETING, status_changed_at=T0, claim_host=HOST, claim_pid=4)
+    there = add_record(registry, status=SandboxStatus.DELETING, status_changed_at=T0, claim_host="h2", claim_pid=4)
+    assert plan(registry, probe=dead) == {here.id: "stale_claim"}
+    assert plan(registry, probe=alive) == {}
+    assert plan(registry, now=T0 + CLAIM_TIMEOUT, probe=alive) == {here.id: "stale_claim", there.id: "stale_claim"}

@@ -1,7 +1,8 @@
 """`cleanup`: one planner shared by real runs and `--dry-run`, then claimed, parallel deletions.
 
-plan (reads only) -> claim each item (one conditional UPDATE, so concurrent cleanups
-never handle a sandbox twice) -> delete with retries -> archive, or keep as `failed`
+plan (reads only) -> claim items a few at a time as workers free up (`claim_many`: rows
+still as planned, `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent cleanups on any
+host never handle a sandbox twice and split the work) -> delete with retries -> archive, or keep as `failed`
 with the attempt count for the next run. The planner takes `now` and a process
 probe, so its rules are tested without sleeping.
 
@@ -12,8 +13,10 @@ Which records are taken, and why (`reason`):
   ones only with --force.
 - `stale_create`: a `creating` record whose create is dead (this host, pid gone) or
   older than `cleanup.orphan_grace` (no create takes that long).
-- `stale_claim`: a `deleting` record claimed more than CLAIM_TIMEOUT ago (its
-  deleter died mid-way).
+- `stale_claim`: a `deleting` record whose claimer is dead (this host, pid gone) or
+  that was claimed more than CLAIM_TIMEOUT ago (its deleter died mid-way).
+- `other_host`: a `local` record of another host: skipped with a note (only its host
+  can delete it), never claimed, never a failure, not counted against --limit.
 - `retry`: a `failed` record whose deletion already failed; after STUCK_AFTER
   failed attempts it is reported as `stuck` (and still retried).
 The last three finish a deletion already decided, so they ignore --force.

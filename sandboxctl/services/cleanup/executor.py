@@ -1,6 +1,7 @@
-"""Carry out a cleanup plan: claim each item (one conditional UPDATE, so concurrent cleanups
-never handle a sandbox twice), delete with retries, archive or keep as `failed`; and the
-whole run under the cron lock.
+"""Carry out a cleanup plan: claim items in small batches just before deleting them (one
+transaction each, `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent cleanups never handle
+a sandbox twice and split the work), delete with retries, archive or keep as `failed`; and
+the whole run under the per-host lock file.
 """
 
 from __future__ import annotations
@@ -8,11 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sandboxctl.errors import BackendUnavailable, CleanupLocked, SandboxctlError
+from sandboxctl.errors import BackendUnavailable, CleanupLocked, RegistryUnavailable, SandboxctlError
 from sandboxctl.registry.models import SandboxStatus
 from sandboxctl.services.cleanup.planner import CleanupRequest, plan_cleanup
 from sandboxctl.services.cleanup.report import Action, CleanupItem, CleanupReport, Outcome
@@ -71,22 +72,11 @@ def _delete_resource(item: CleanupItem, backends: BackendPool) -> SandboxDeletio
 
 
 def _execute_one(item: CleanupItem, registry: Registry, backends: BackendPool, clock: Callable[[], datetime]) -> None:
-    """Claim, act, record. Sets the item's outcome; never raises."""
+    """Act on a claimed item (or an orphan), record. Sets the item's outcome; never raises."""
     started = time.monotonic()
     try:
         if item.record is not None:
             record = item.record
-            seen = SandboxStatus(record.status)
-            claimed = registry.claim(
-                record.id,
-                seen_status=seen,
-                seen_changed_at=record.status_changed_at,
-                now=clock(),
-                unless_leased=not item.forced and item.action is Action.DELETE,
-            )
-            if not claimed:
-                item.outcome = Outcome.SKIPPED
-                return
             if item.action is Action.CLOSE:
                 closed = SandboxDeletion(item.sandbox_id, True, "backend resource vanished")
                 registry.archive(item.sandbox_id, reason=VANISHED, deletion=closed.to_json(), now=clock())
@@ -102,6 +92,9 @@ def _execute_one(item: CleanupItem, registry: Registry, backends: BackendPool, c
                     item.resource, item.backend, reason=item.reason, deletion=deletion.to_json(), now=clock()
                 )
                 registry.archive_orphan(row)
+    except RegistryUnavailable as exc:
+        item.outcome, item.error = Outcome.FAILED, str(exc)
+        raise  # the run stops: execute_plan sees it
     except Exception as exc:  # noqa: BLE001 - e.g. the registry locked for a minute: reported, the run goes on
         # A claimed record left `deleting` is re-claimed after CLAIM_TIMEOUT.
         deletion = _failure(item, str(exc) if isinstance(exc, SandboxctlError) else f"{type(exc).__name__}: {exc}")
@@ -128,20 +121,63 @@ def execute_plan(
     concurrency: int,
     progress: Progress | None = None,
 ) -> None:
-    """Handle every item with `concurrency` workers; outcomes are written into the items."""
+    """Handle every item with `concurrency` workers; outcomes are written into the items.
+
+    Records are claimed as workers free up, a batch at a time, never far ahead of their
+    deletion: what another cleanup claimed first (or holds locked) is `skipped`. A registry
+    that goes away stops the run: the deletions under way finish, nothing more is claimed,
+    and `RegistryUnavailable` propagates (their claims are finished by the next run).
+    """
+    total = len(items)
     if progress is not None:
-        progress(0, len(items))
-    if not items:
+        progress(0, total)
+    pending = [item for item in items if item.outcome is Outcome.PLANNED]
+    done = total - len(pending)
+    if not pending:
         return
-    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="cleanup")
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(pending)), thread_name_prefix="cleanup")
+    running: set[Future[None]] = set()
+    lost: RegistryUnavailable | None = None
     try:
-        futures = [pool.submit(_execute_one, item, registry, backends, clock) for item in items]
-        for done, _future in enumerate(as_completed(futures), start=1):
+        while pending or running:
+            batch, pending = pending[: concurrency - len(running)], pending[concurrency - len(running) :]
+            for item in _claim(batch, registry, clock()):
+                running.add(pool.submit(_execute_one, item, registry, backends, clock))
+            done += sum(1 for item in batch if item.outcome is Outcome.SKIPPED)
+            if running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                done += len(finished)
+                for future in finished:
+                    error = future.exception()
+                    if isinstance(error, RegistryUnavailable):
+                        lost, pending = lost or error, []
             if progress is not None:
-                progress(done, len(items))
+                progress(done, total)
     finally:
-        # On Ctrl-C, finish the deletions under way (their records are claimed) but start no more.
+        # On Ctrl-C or a lost registry, finish the deletions under way (their records are claimed), start no more.
         pool.shutdown(wait=True, cancel_futures=True)
+    if lost is not None:
+        raise lost
+
+
+def _claim(batch: Sequence[CleanupItem], registry: Registry, now: datetime) -> list[CleanupItem]:
+    """Claim the batch's records in one transaction; orphans need no claim. Losers become `skipped`."""
+    seen = [
+        (item.record.id, SandboxStatus(item.record.status), item.record.status_changed_at)
+        for item in batch
+        if item.record is not None
+    ]
+    # A lease (a running exec or agent-run) refuses the claim, unless the sandbox was named with --force.
+    leased_refuse = {
+        item.sandbox_id
+        for item in batch
+        if item.record is not None and not item.forced and item.action is Action.DELETE
+    }
+    claimed = registry.claim_many(seen, now=now, unless_leased=leased_refuse)
+    for item in batch:
+        if item.record is not None and item.sandbox_id not in claimed:
+            item.outcome = Outcome.SKIPPED
+    return [item for item in batch if item.outcome is Outcome.PLANNED]
 
 
 # -- the run ------------------------------------------------------------------

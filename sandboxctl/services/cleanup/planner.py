@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sandboxctl.errors import BackendUnavailable, SandboxNotFound
+from sandboxctl.hostid import this_host
 from sandboxctl.labels import LABEL_CREATED_AT, LABEL_CREATED_BY, LABEL_EXPIRES_AT, LABEL_ID, LABEL_NAME, matches
 from sandboxctl.registry.models import Policy, SandboxRecord, SandboxStatus
-from sandboxctl.services.cleanup.report import Action, CleanupItem, Outcome
+from sandboxctl.services.cleanup.report import OTHER_HOST, Action, CleanupItem, Outcome
 from sandboxctl.services.context import Context
 from sandboxctl.services.orphans import (
     VANISHED,
@@ -68,6 +69,14 @@ class Plan:
     skipped_backends: list[dict[str, str]] = field(default_factory=list)  # unavailable, and no records on them
 
 
+def other_host(record: SandboxRecord) -> str | None:
+    """The host a `local` record lives on when that is not this host (its backend id is `HOST:/dir`)."""
+    if record.backend != "local" or not record.backend_id:
+        return None
+    host, sep, _where = record.backend_id.partition(":")
+    return host if sep and host != this_host() else None
+
+
 def _record_item(record: SandboxRecord, reason: str, action: Action = Action.DELETE) -> CleanupItem:
     return CleanupItem(
         sandbox_id=record.id,
@@ -101,7 +110,8 @@ def _unfinished_reason(record: SandboxRecord, now: datetime, grace: timedelta, i
         if is_alive(record.host, record.pid) is False or record.created_at + grace <= now:
             return "stale_create"
     elif record.status == SandboxStatus.DELETING:
-        if record.status_changed_at + CLAIM_TIMEOUT <= now:
+        # A claimer is judged dead only on its own host; elsewhere its claim times out.
+        if is_alive(record.claim_host, record.claim_pid) is False or record.status_changed_at + CLAIM_TIMEOUT <= now:
             return "stale_claim"
     elif record.status == SandboxStatus.FAILED and record.delete_attempts > 0:
         return "retry"
@@ -119,16 +129,21 @@ def plan_records(
         records = [r for r in records if not request.backend or r.backend == request.backend]
         judged = {r.id: "requested" for r in records if r.status in JUDGED}
     else:
-        deadline = registry.past_deadline(
-            now,
-            statuses=JUDGED,
-            older_than=request.older_than,
-            backend=request.backend,
-            selector=selector,
-            created_by=request.created_by,
-            exclude_permanent=not request.force,
-            limit=request.limit,
-        )
+        due = {
+            "now": now,
+            "statuses": JUDGED,
+            "older_than": request.older_than,
+            "backend": request.backend,
+            "selector": selector,
+            "created_by": request.created_by,
+            "exclude_permanent": not request.force,
+            "limit": request.limit,
+        }
+        # Other hosts' local sandboxes apart: however many of them wait for their own host, they never
+        # take this host's --limit (they come back as notes).
+        deadline = registry.past_deadline(**due, local_host=(this_host(), True))
+        elsewhere = registry.past_deadline(**due, local_host=(this_host(), False))
+        deadline += elsewhere
         records = deadline + registry.list_live(backend=request.backend, statuses=unfinished_statuses)
         judged = {r.id: reason for r in deadline if (reason := _deadline_reason(r, now, request.older_than))}
     items: dict[str, CleanupItem] = {}
@@ -142,7 +157,14 @@ def plan_records(
             reason = None
         reason = reason or _unfinished_reason(record, now, grace, is_alive)
         if reason is not None:
-            items[record.id] = _record_item(record, reason)
+            host = other_host(record)
+            if host is None:
+                items[record.id] = _record_item(record, reason)
+            else:
+                # Only its own host can delete it: noted, never claimed, archived or counted as a failure.
+                item = items[record.id] = _record_item(record, OTHER_HOST)
+                item.outcome = Outcome.SKIPPED
+                item.note = f"{reason}, but a local sandbox of host {host!r}: only cleanup there deletes it"
     _spare_leased(registry, list(items.values()), request, now=now, is_alive=is_alive)
     return sorted(items.values(), key=lambda item: (item.created_at or now, item.sandbox_id))
 
@@ -249,11 +271,13 @@ def plan_reconciliation(
         ]
         if not unlisted or registry is None:
             continue
+        # Another host's local sandbox is not in this host's listing, and cannot be asked about here.
         candidates = [
             r
             for r in registry.get_many(unlisted)
             if (not selector or matches(r.labels, selector))
             and (request.created_by is None or r.created_by == request.created_by)
+            and other_host(r) is None
         ]
         try:
             vanished = find_vanished(backend, candidates)
@@ -294,5 +318,7 @@ def plan_cleanup(
             only_ids=only_ids,
         )
         plan.items[:0] = items
-    plan.items = plan.items[: request.limit]
+    # --limit counts what this run may act on; notes (another host's local sandboxes) come on top.
+    actionable = [item for item in plan.items if item.outcome is Outcome.PLANNED][: request.limit]
+    plan.items = actionable + [item for item in plan.items if item.outcome is not Outcome.PLANNED]
     return plan

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from sandboxctl.registry.models import SandboxRecord
 
 STUCK_AFTER = 3
+# The reason of a skipped `local` record of another host: only its own host deletes it.
+OTHER_HOST = "other_host"
 
 
 class Action(StrEnum):
@@ -55,6 +57,7 @@ class CleanupItem:
     freed_bytes: int | None = None
     retries_used: int = 0
     forced: bool = False  # named with --force: taken even while leased
+    note: str | None = None  # why a planned item was skipped without trying (e.g. another host's)
 
     @property
     def stuck(self) -> bool:
@@ -75,6 +78,7 @@ class CleanupItem:
             "stuck": self.stuck,
             "freed_bytes": self.freed_bytes,
             "retries_used": self.retries_used,
+            "note": self.note,
             "created_at": isoformat(self.created_at),
             "expires_at": isoformat(self.expires_at),
         }
