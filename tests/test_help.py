@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import click
 import pytest
 import typer.main
 
@@ -44,11 +43,11 @@ def test_root_help_groups_commands_under_headings(cli: Cli) -> None:
 @pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "sandboxctl")
 def test_every_help_ends_with_two_or_three_examples(path: tuple[str, ...]) -> None:
     root = typer.main.get_command(app)
-    ctx = click.Context(root, info_name="sandboxctl", terminal_width=100)
+    ctx = typer.Context(root, info_name="sandboxctl", terminal_width=100)
     command: Any = root
     for name in path:
         command = command.commands[name]
-        ctx = click.Context(command, info_name=name, parent=ctx, terminal_width=100)
+        ctx = typer.Context(command, info_name=name, parent=ctx, terminal_width=100)
     text = command.get_help(ctx).rstrip("\n")
     examples = text.rsplit("\n  Examples:\n", 1)
     assert len(examples) == 2, text
@@ -68,3 +67,12 @@ def test_help_stays_free_of_rich() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stderr.strip() == "[]", proc.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("agent",), ("config",)])
+def test_a_group_without_a_command_prints_its_help_as_written(cli: Cli, args: tuple[str, ...]) -> None:
+    """Not one folded `error:` line: the help itself, on stderr, and exit 2 (no command was given)."""
+    result = cli(*args)
+    assert result.returncode == 2, str(result)
+    assert result.stderr.startswith("Usage: sandboxctl") and "\n  Examples:\n" in result.stderr, str(result)
+    assert result.stdout == "", str(result)

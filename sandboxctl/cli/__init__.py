@@ -48,6 +48,7 @@ def _usage_message(exc: TyperException) -> str:
 
 def _run_typer(args: list[str]) -> int:
     import typer
+    from typer._click.exceptions import NoArgsIsHelpError
     from typer.exceptions import TyperException
 
     from sandboxctl.cli.app import app
@@ -59,6 +60,9 @@ def _run_typer(args: list[str]) -> int:
         return exc.exit_code
     except typer.Abort:
         return _fail("aborted", 130)
+    except NoArgsIsHelpError as exc:  # `sandboxctl` or `sandboxctl agent` alone: the help, as written
+        sys.stderr.write(exc.format_message().rstrip("\n") + "\n")
+        return exc.exit_code
     except TyperException as exc:  # bad flags and values, as parsed by Typer
         return _fail(_usage_message(exc), exc.exit_code)
 

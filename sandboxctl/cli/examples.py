@@ -7,10 +7,14 @@ prints its lines as written instead of rewrapping them.
 
 from __future__ import annotations
 
-import click
+from typing import TYPE_CHECKING
+
 import typer
 from typer.core import TyperGroup
 from typer.models import DefaultPlaceholder
+
+if TYPE_CHECKING:  # Typer vendors Click (typer._click): no `click` package is installed
+    from typer import _click as click
 
 
 def _examples(*lines: tuple[str, str]) -> str:
