@@ -251,8 +251,8 @@ def test_a_killed_exec_releases_its_lease(cli: Cli) -> None:
 def test_agent_run_keeps_its_sandbox_while_it_runs_then_cleanup_takes_the_kept_one(
     request: pytest.FixtureRequest, cli: Cli, tmp_path: Path, backend: str
 ) -> None:
-    """issue 12.8: a 60 s agent whose sandbox expires and goes idle under it, while cleanup runs every 2 s.
-    (agent-run's own --ttl/--idle-timeout come from another change: `extend` sets them here.)"""
+    """issue 12.8: `agent-run --keep always --ttl 10s --idle-timeout 5s` of a 60 s agent, while cleanup runs every 2 s:
+    the sandbox expires and goes idle under the agent, which still finishes with its patch."""
     image: list[str] = []
     if backend == "docker":
         image = ["--image", request.getfixturevalue("docker_image")]
@@ -263,6 +263,7 @@ def test_agent_run_keeps_its_sandbox_while_it_runs_then_cleanup_takes_the_kept_o
     env = {**cli.env, "SANDBOXCTL_HEARTBEAT_SECONDS": "1"}
     agent = "sleep 60; echo two >> notes.txt"
     argv = [SANDBOXCTL, "agent-run", "--backend", backend, *image, "--keep", "always", "--repo", str(repo), "--json"]
+    argv += ["--ttl", "10s", "--idle-timeout", "5s"]
     with cleanup_every_2s(cli) as runs:
         proc = subprocess.Popen(
             [*argv, "--", "sh", "-c", agent], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
@@ -270,7 +271,6 @@ def test_agent_run_keeps_its_sandbox_while_it_runs_then_cleanup_takes_the_kept_o
         sandbox = wait_until(
             lambda: next((r["id"] for r in cli.ok("status", "--json").json() if r["status"] == "running"), None)
         )
-        cli.ok("extend", sandbox, "--ttl", "3s", "--idle-timeout", "3s")
         out, _ = proc.communicate(timeout=300)
         ended = time.monotonic()
     assert proc.returncode == 0, out

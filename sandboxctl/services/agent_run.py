@@ -361,6 +361,7 @@ class AgentRunner:
             if record.backend_id is None:
                 raise OperationFailed(f"the {record.backend} backend returned no id for sandbox {record.id}")
             created = self._created = CreatedSandbox(record, record.backend_id)
+            leases.renew(self.ctx, record.id, self.run_id)  # at once: an idle timeout may be shorter than a heartbeat
             entry["sandbox_id"] = record.id
             self._save(sandbox_id=record.id, image=record.image)
         self._emit(
