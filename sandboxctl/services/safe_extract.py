@@ -158,7 +158,7 @@ def _set_dir_modes(root: int, modes: dict[tuple[str, ...], int]) -> None:
     """Deepest first, each through an fd opened without following links."""
     for parts, mode in sorted(modes.items(), key=lambda item: -len(item[0])):
         try:
-            fd = _open_parent_existing(root, parts)
+            fd = _open_parent(root, parts, create=False)
         except OSError:
             continue  # replaced by a later member
         try:
@@ -248,13 +248,15 @@ def _copy(source: BinaryIO, out: BinaryIO) -> None:
         out.write(chunk)
 
 
-def _open_parent(root: int, parts: Sequence[str]) -> int:
-    """The directory `parts` below `root`, created as needed, never through a symlink (ELOOP/ENOTDIR)."""
+def _open_parent(root: int, parts: Sequence[str], *, create: bool = True) -> int:
+    """The directory `parts` below `root` (created as needed with `create`), never through a symlink
+    (ELOOP/ENOTDIR)."""
     fd = os.dup(root)
     try:
         for part in parts:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o755, dir_fd=fd)
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
             child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = child
@@ -267,7 +269,7 @@ def _open_parent(root: int, parts: Sequence[str]) -> int:
 def _open_regular(root: int, parts: list[str]) -> int | None:
     """An fd on the regular file `parts` below `root`, or None (missing, a link, not regular)."""
     try:
-        parent = _open_parent_existing(root, parts[:-1])
+        parent = _open_parent(root, parts[:-1], create=False)
     except OSError:
         return None
     try:
@@ -279,19 +281,6 @@ def _open_regular(root: int, parts: list[str]) -> int | None:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         return None
-    return fd
-
-
-def _open_parent_existing(root: int, parts: Sequence[str]) -> int:
-    fd = os.dup(root)
-    try:
-        for part in parts:
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
     return fd
 
 
