@@ -124,6 +124,22 @@ def roundtrip(socket_path: str, method: str, path: str, payload: bytes | None, t
     return int(parts[1]), body
 
 
+def _exchange(engine: EngineSocket, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+    """One JSON round trip within the engine's deadline: (status, decoded answer; a body that is not JSON
+    becomes `{"message": text}`). A missing or refusing socket is Unavailable; callers map timeouts and other
+    OSErrors to what their path needs (a deadline for exec, a retry for container calls)."""
+    timeout = call_timeout(engine.deadline, engine.host, f"{method} {path}")
+    payload = json.dumps(body).encode() if body is not None else None
+    try:
+        status, data = roundtrip(engine.path, method, path, payload, timeout)
+    except (FileNotFoundError, ConnectionRefusedError, PermissionError):
+        raise unreachable(engine.host) from None
+    try:
+        return status, (json.loads(data) if data else {})
+    except ValueError:
+        return status, {"message": data.decode(errors="replace").strip()}
+
+
 class EngineSocket:
     """Just enough of the Engine API, over a unix socket, to run one exec."""
 
@@ -140,17 +156,13 @@ class EngineSocket:
         return cls(host) if host.startswith("unix://") else None
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        timeout = call_timeout(self.deadline, self.host, f"{method} {path}")
+        """The exec path's call: no answer by the deadline is DeadlineExceeded (exec turns it into 124 or 4)."""
         try:
-            payload = json.dumps(body).encode() if body is not None else None
-            status, data = roundtrip(self.path, method, path, payload, timeout)
-        except (FileNotFoundError, ConnectionRefusedError, PermissionError):
-            raise unreachable(self.host) from None
+            status, document = _exchange(self, method, path, body)
         except TimeoutError:
             raise DeadlineExceeded(f"Docker daemon at {self.host} did not answer {method} {path} in time") from None
         except OSError as exc:
             raise BackendError(f"Docker request {method} {path} failed: {exc}") from None
-        document = json.loads(data) if data else {}
         if status == 404:
             raise NotFound(f"{path}: {document.get('message', 'not found')}")
         if status >= 400:
@@ -254,20 +266,12 @@ def engine_call(engine: EngineSocket, method: str, path: str, body: dict[str, An
     """One JSON request; returns the decoded answer or raises NotFound / Transient / BackendError / Unavailable."""
     from sandboxctl.backends.base import Transient
 
-    timeout = call_timeout(engine.deadline, engine.host, f"{method} {path}")
     try:
-        payload = json.dumps(body).encode() if body is not None else None
-        status, data = roundtrip(engine.path, method, path, payload, timeout)
-    except (FileNotFoundError, ConnectionRefusedError, PermissionError):
-        raise unreachable(engine.host) from None
+        status, document = _exchange(engine, method, path, body)
     except TimeoutError:
         raise Transient(f"Docker did not answer {method} {path} in time") from None
     except OSError as exc:
         raise Transient(f"Docker request {method} {path} failed: {exc}") from None
-    try:
-        document = json.loads(data) if data else {}
-    except ValueError:
-        document = {"message": data.decode(errors="replace").strip()}
     if status < 400:
         return document
     message = (document.get("message") if isinstance(document, dict) else None) or f"HTTP {status}"
