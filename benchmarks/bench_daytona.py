@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import time_command
+from _timing import compile_package, time_command
 
 REPO = Path(__file__).resolve().parent.parent
 _SCRIPT = Path(sysconfig.get_path("scripts")) / "sandboxctl"
@@ -114,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    compile_package()
     work = Path(tempfile.mkdtemp(prefix="sandboxctl-bench-daytona-"))
     api_key = f"bench-{secrets.token_hex(8)}"
     standin = subprocess.Popen(

@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import row, time_command
+from _timing import compile_package, row, time_command
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "sandboxctl-test/busybox:latest"
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     runs = args.runs
+    compile_package()
     subprocess.run([str(REPO / "tests" / "images" / "build-busybox-image.sh"), IMAGE], check=True, capture_output=True)
     work = Path(tempfile.mkdtemp(prefix="sandboxctl-bench-"))
     env = {**os.environ, "SANDBOXCTL_HOME": str(work / "home"), "NO_COLOR": "1"}
