@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sandboxctl.durations import format_duration, parse_duration
 from sandboxctl.errors import ConfigError, UsageError
@@ -36,8 +35,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """One setting: its parser, default, environment variable, and whether it is a secret."""
 
     name: str
@@ -81,8 +79,7 @@ def _unknown_key(name: str) -> ConfigError:
     return ConfigError(f"unknown config key {name!r}: run `sandboxctl config show` to list the keys")
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
     config_file: Path
     data_dir: Path
     db_url: str
@@ -148,8 +145,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     key: str
     value: Any
     raw: str | None

@@ -7,7 +7,7 @@ room for themselves (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sandboxctl.errors import QuotaExceeded
 
@@ -15,8 +15,7 @@ from sandboxctl.errors import QuotaExceeded
 PG_ADVISORY_LOCK_KEY = 0x5A4E_DB0C_7100_0001
 
 
-@dataclass(frozen=True)
-class LiveQuota:
+class LiveQuota(NamedTuple):
     """The limits a new sandbox created by `user` must fit; None means no limit."""
 
     user: str

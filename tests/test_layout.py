@@ -78,3 +78,19 @@ def test_everyday_paths_import_neither_sqlmodel_nor_sqlalchemy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_exec_and_delete_import_neither_dataclasses_nor_tenacity() -> None:
+    """`dataclasses` pulls in `inspect`, `ast` and `dis`, and every @dataclass compiles its methods: ~15 ms of
+    each `exec`. Tenacity is imported only when a deletion is retried. The hot path's value types are
+    NamedTuples and plain classes; this is the guard that keeps them so."""
+    code = (
+        "import sys\n"
+        "import sandboxctl.cli, sandboxctl.cli.exec_fast, sandboxctl.services.execution\n"
+        "import sandboxctl.backends.docker, sandboxctl.services.leases, sandboxctl.services.removal\n"
+        "from sandboxctl.backends import get_backend\n"
+        "heavy = sorted(m for m in ('dataclasses', 'inspect', 'tenacity') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

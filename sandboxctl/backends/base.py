@@ -10,10 +10,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import BinaryIO, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from sandboxctl.errors import EXIT_TIMEOUT, BackendUnavailable, SandboxctlError
 
@@ -74,8 +74,7 @@ class BackendState(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class CreateSpec:
+class CreateSpec(NamedTuple):
     """Everything a backend needs to create one sandbox.
 
     `labels` already holds sandboxctl's own `sandboxctl.*` labels. `env` values
@@ -88,15 +87,14 @@ class CreateSpec:
     name: str
     image: str | None
     labels: Mapping[str, str]
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = MappingProxyType({})
     cpus: float | None = None
     memory_bytes: int | None = None
     ttl_seconds: int | None = None
     idle_timeout_seconds: int | None = None
 
 
-@dataclass(frozen=True)
-class BackendSandbox:
+class BackendSandbox(NamedTuple):
     """A backend resource as the backend sees it."""
 
     backend_id: str
@@ -109,8 +107,7 @@ class BackendSandbox:
 OutputSink = Callable[[bytes], None]
 
 
-@dataclass(frozen=True)
-class ExecRequest:
+class ExecRequest(NamedTuple):
     """One command to run in a sandbox.
 
     Output is streamed live as it arrives: `on_stdout` / `on_stderr` receive raw
@@ -121,14 +118,13 @@ class ExecRequest:
     command: tuple[str, ...]
     on_stdout: OutputSink
     on_stderr: OutputSink
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = MappingProxyType({})
     workdir: str | None = None
     stdin: BinaryIO | None = None
     timeout_seconds: float | None = None
 
 
-@dataclass(frozen=True)
-class ExecResult:
+class ExecResult(NamedTuple):
     exit_code: int
     timed_out: bool = False
 
@@ -158,8 +154,7 @@ class ChunkStream(io.RawIOBase):
         return size
 
 
-@dataclass(frozen=True)
-class DeleteResult:
+class DeleteResult(NamedTuple):
     """What a deletion freed; `freed_bytes` is None where the backend can't tell."""
 
     freed_bytes: int | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sandboxctl.config import Settings, configure_logs, take_log_format
@@ -67,16 +66,18 @@ def run_exec(
     return result.exit_code
 
 
-@dataclass
 class FastExec:
-    db: str | None = None
-    sandbox: str = ""
-    command: list[str] = field(default_factory=list)
-    timeout: str | None = None
-    workdir: str | None = None
-    env: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
-    log_format: str | None = None
+    """The values `parse_fast` read, filled in as it goes."""
+
+    def __init__(self) -> None:
+        self.db: str | None = None
+        self.sandbox = ""
+        self.command: list[str] = []
+        self.timeout: str | None = None
+        self.workdir: str | None = None
+        self.env: list[str] = []
+        self.env_files: list[str] = []
+        self.log_format: str | None = None
 
     def run(self) -> int:
         settings = Settings.load(self.db)

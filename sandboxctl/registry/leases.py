@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -45,8 +44,7 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     """Who holds a lease: a name unique to this use (e.g. `exec 3f2a…`) and the process doing it."""
 
     name: str
@@ -54,8 +52,7 @@ class Holder:
     pid: int
 
 
-@dataclass(frozen=True)
-class LiveLease:
+class LiveLease(NamedTuple):
     sandbox_id: str
     holder: str
     host: str

@@ -24,10 +24,9 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sandboxctl.durations import isoformat
 from sandboxctl.errors import RegistryError, SandboxNotFound, UsageError
@@ -87,8 +86,7 @@ def looks_like_id(text: str) -> bool:
 
 
 # -- the lookup rule ----------------------------------------------------------------
-@dataclass(frozen=True)
-class RefKind:
+class RefKind(NamedTuple):
     """What is being looked up, for the error messages."""
 
     plural: str
@@ -138,28 +136,52 @@ SORT_COLUMNS = {
 }
 
 
-@dataclass(frozen=True)
 class SandboxQuery:
     """What `status` lists: applied in SQL by both paths, so rows still stream.
 
     `sort` is a field of SORT_COLUMNS, ascending, or descending with a `-` prefix; empty values
     (a permanent sandbox's `expires`) sort last either way, and ties go by id, so the order is stable.
     `expired_at`: only records expired at that moment (status `expired`, past `expires_at`, or idle
-    past their idle timeout)."""
+    past their idle timeout). `labels`: every one must match (a selector; keys as labels.py allows).
+    `created_by`: the audit column (records older than it have none, and never match).
 
-    backend: str | None = None
-    states: tuple[str, ...] = ()
-    expired_at: datetime | None = None
-    sort: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()  # every one must match (a selector; keys as labels.py allows)
-    created_by: str | None = None  # the audit column (records older than it have none, and never match)
+    A plain class rather than a dataclass: the everyday commands import neither `dataclasses` nor
+    what it pulls in (`inspect`, `ast`, ~10 ms per run), and it validates as it is built.
+    """
 
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.states) - {s.value for s in SandboxStatus})
+    __slots__ = ("backend", "created_by", "expired_at", "labels", "sort", "states")
+
+    def __init__(
+        self,
+        *,
+        backend: str | None = None,
+        states: tuple[str, ...] = (),
+        expired_at: datetime | None = None,
+        sort: str | None = None,
+        labels: tuple[tuple[str, str], ...] = (),
+        created_by: str | None = None,
+    ) -> None:
+        unknown = sorted(set(states) - {s.value for s in SandboxStatus})
         if unknown:
             raise UsageError(f"unknown state {unknown[0]!r}: one of {', '.join(s.value for s in SandboxStatus)}")
-        if self.sort is not None and self.sort.removeprefix("-") not in SORT_COLUMNS:
-            raise UsageError(f"cannot sort by {self.sort!r}: one of {', '.join(SORT_COLUMNS)} (`-` prefix: descending)")
+        if sort is not None and sort.removeprefix("-") not in SORT_COLUMNS:
+            raise UsageError(f"cannot sort by {sort!r}: one of {', '.join(SORT_COLUMNS)} (`-` prefix: descending)")
+        self.backend = backend
+        self.states = states
+        self.expired_at = expired_at
+        self.sort = sort
+        self.labels = labels
+        self.created_by = created_by
+
+    def with_labels(self, labels: tuple[tuple[str, str], ...]) -> SandboxQuery:
+        return SandboxQuery(
+            backend=self.backend,
+            states=self.states,
+            expired_at=self.expired_at,
+            sort=self.sort,
+            labels=labels,
+            created_by=self.created_by,
+        )
 
     def order(self, archived: bool) -> tuple[str, bool]:
         """(column, descending); the historical order (oldest first) without `sort`."""
@@ -307,11 +329,13 @@ def sandbox_json(values: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-@dataclass(frozen=True)
 class SandboxRow:
     """A sandbox as found by a lookup: its column values, live or archived."""
 
-    values: Mapping[str, Any]
+    __slots__ = ("values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
 
     @property
     def archived(self) -> bool:
@@ -343,8 +367,10 @@ class SandboxRow:
 
     def __getattr__(self, column: str) -> Any:
         """Every other column as an attribute, as on a `SandboxRecord` (`row.expires_at`)."""
+        if column == "values":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(column)
         try:
-            return self.__dict__["values"][column]
+            return self.values[column]
         except KeyError:
             raise AttributeError(column) from None
 

@@ -7,7 +7,6 @@ a current SQLite file; everything else, and every write but exec's touch, uses `
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -20,16 +19,21 @@ if TYPE_CHECKING:
     from sandboxctl.registry.store import Registry
 
 
-@dataclass
 class Context:
-    """Handed from the CLI to every service. Opening is lazy so `--help` and `config` stay light."""
+    """Handed from the CLI to every service. Opening is lazy so `--help` and `config` stay light.
 
-    settings: Settings
-    clock: Callable[[], datetime] = utcnow
-    _registry: Registry | None = None
-    _backends: dict[str, Backend] = field(default_factory=dict)
-    _reader: RegistryReader | None = None
-    _reader_checked: bool = False
+    `_reader_checked=True` starts with no reader: every read goes through SQLModel (the parity tests).
+    """
+
+    def __init__(
+        self, settings: Settings, clock: Callable[[], datetime] = utcnow, *, _reader_checked: bool = False
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._registry: Registry | None = None
+        self._backends: dict[str, Backend] = {}
+        self._reader: RegistryReader | None = None
+        self._reader_checked = _reader_checked
 
     @property
     def registry(self) -> Registry:

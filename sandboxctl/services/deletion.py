@@ -7,14 +7,11 @@ record the same way.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from tenacity import RetryError
-
-from sandboxctl.backends.base import Backend, NotFound, Unavailable
-from sandboxctl.backends.retry import RETRY_WITHIN_SECONDS, transient_retrying
+from sandboxctl.backends.base import Backend, NotFound, Transient, Unavailable, Unresponsive
+from sandboxctl.backends.retry import RETRY_WITHIN_SECONDS, RetriesExhausted, retry_after
 from sandboxctl.errors import SandboxctlError
 from sandboxctl.labels import LABEL_ID
 from sandboxctl.logs import log_event
@@ -42,8 +39,7 @@ class RecordsDeletions(Protocol):
     def archive(self, sandbox_id: str, *, reason: str, deletion: dict[str, Any], now: datetime) -> object: ...
 
 
-@dataclass
-class SandboxDeletion:
+class SandboxDeletion(NamedTuple):
     """The outcome of one deletion, as reported by delete, cleanup and agent-run."""
 
     sandbox_id: str
@@ -55,10 +51,10 @@ class SandboxDeletion:
     skip_reason: str | None = None
     freed_bytes: int | None = None
     # The backend could not be reached (exit 4 rather than 1); not part of the JSON shape.
-    unavailable: bool = field(default=False, repr=False)
+    unavailable: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = self._asdict()
         data.pop("unavailable")
         return data
 
@@ -96,13 +92,14 @@ def remove_backend_resource(
                 freed = (freed or 0) + size
         return freed
 
+    started = time.monotonic()
     try:
-        for attempt in transient_retrying(within_seconds=within_seconds, wait_max=wait_max):
-            with attempt:
-                freed = _once()
-    except RetryError as exc:
-        last = exc.last_attempt.exception()
-        return SandboxDeletion(sandbox_id, False, "deletion failed", attempts - 1, error=str(last))
+        try:
+            freed = _once()  # most deletions take one attempt, and then need no retry machinery
+        except (Transient, Unresponsive) as first:
+            freed = retry_after(first, _once, started=started, within_seconds=within_seconds, wait_max=wait_max)
+    except RetriesExhausted as exc:
+        return SandboxDeletion(sandbox_id, False, "deletion failed", attempts - 1, error=str(exc.last))
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the sandbox, never lost
         error = str(exc) if isinstance(exc, SandboxctlError) else f"{type(exc).__name__}: {exc}"
         return SandboxDeletion(

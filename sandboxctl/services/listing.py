@@ -7,7 +7,6 @@ else through the full registry; both give the same JSON (tests/test_reader.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from sandboxctl.backends.base import BackendError, NotFound
@@ -47,7 +46,7 @@ def iter_sandboxes(
     (`status`): live records then the archive, each in `query.sort`'s order."""
     query = query or SandboxQuery(backend=backend)
     if selector:
-        query = replace(query, labels=tuple(selector.items()))  # in SQL; `_selected` stays as the guard
+        query = query.with_labels(tuple(selector.items()))  # in SQL; `_selected` stays as the guard
     reader = ctx.reader
     tables = (True, False) if include_archived else (False,)
     if query.sort is not None:
