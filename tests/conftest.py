@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sysconfig
@@ -226,6 +227,17 @@ def db(request: pytest.FixtureRequest, cli: Cli, monkeypatch: pytest.MonkeyPatch
     cli.env["SANDBOXCTL_DB"] = url
     monkeypatch.setenv("SANDBOXCTL_DB", url)
     return url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the tests and the commands they start, however the suite was launched.
+
+    A shell starts a background job (`.ci/run &`, `nohup`) with SIGINT ignored, every child inherits
+    that, and Python then raises no KeyboardInterrupt: the interrupt tests would fail for a reason
+    that is not theirs. A Python handler here is reset to the default in every child at exec.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 _docker_outcomes: dict[str, int] = {"passed": 0, "skipped": 0, "failed": 0}
