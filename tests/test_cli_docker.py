@@ -100,6 +100,16 @@ def test_exec_forwards_stdin(sh: Cli, shared: dict[str, str]) -> None:
     assert result.stdout.strip() == "2000"
 
 
+def test_exec_with_stdin_on_dev_null_attaches_none(sh: Cli, shared: dict[str, str]) -> None:
+    """A CI step's or cron's stdin is /dev/null: the command's is too, and no stream is attached to the exec
+    (attaching one gave the command a pipe, and cost every exec ~15 ms)."""
+    result = sh("exec", shared["id"], "--", "readlink", "/proc/self/fd/0")  # the Cli runs with stdin on /dev/null
+    assert result.returncode == 0, str(result)
+    assert result.stdout == "/dev/null\n"
+    piped = sh("exec", shared["id"], "--", "readlink", "/proc/self/fd/0", input="")
+    assert piped.stdout.startswith("pipe:"), str(piped)  # a real stdin, even an empty one, is still forwarded
+
+
 def test_exec_streams_output_live(sh: Cli, shared: dict[str, str]) -> None:
     """The second line is printed only after the test has read the first: buffered output would never arrive.
 

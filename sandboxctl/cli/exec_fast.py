@@ -9,10 +9,12 @@ as usual; both paths then run `run_exec` with the same values.
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from sandboxctl.config import Settings, configure_logs, take_log_format
 from sandboxctl.durations import format_duration, parse_duration
@@ -31,6 +33,23 @@ def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _input(stream: TextIO | None) -> BinaryIO | None:
+    """Our stdin to forward, or None when there is nothing to read: closed, or /dev/null.
+
+    With None the command's stdin in the sandbox is /dev/null as well, and no stream is attached:
+    CI steps and cron run with stdin on /dev/null, and attaching it costs ~15 ms of every exec.
+    """
+    if stream is None or stream.closed:
+        return None
+    try:
+        info = os.fstat(stream.fileno())
+        if stat.S_ISCHR(info.st_mode) and info.st_rdev == os.stat(os.devnull).st_rdev:
+            return None
+    except (OSError, ValueError):  # no file descriptor (an embedding that replaced sys.stdin): forward it
+        pass
+    return stream.buffer
 
 
 def run_exec(
@@ -56,7 +75,7 @@ def run_exec(
         command,
         on_stdout=_writer(sys.stdout.buffer),
         on_stderr=_writer(sys.stderr.buffer),
-        stdin=None if sys.stdin is None or sys.stdin.closed else sys.stdin.buffer,
+        stdin=_input(sys.stdin),
         env=variables,
         workdir=workdir,
         timeout=limit,
