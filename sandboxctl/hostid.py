@@ -3,7 +3,6 @@ resources."""
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 
@@ -23,6 +22,8 @@ def this_user() -> str:
     explicit = os.environ.get(ENV_USER)
     if explicit:
         return explicit
+    import getpass  # here: only `create` records a user, and exec's start-up need not pay for it
+
     try:
         return getpass.getuser()
     except (OSError, KeyError):
