@@ -137,6 +137,14 @@ def test_root_help_and_command_names_import_no_command_module(
         (("agent", "list", "--help"), "sandboxctl.cli.agent"),
         (("config", "path"), "sandboxctl.cli.config_cmd"),
     ],
+    ids=["status --help", "cp --help", "agent list --help", "config path"],
 )
 def test_one_command_imports_only_its_own_module(home: Path, argv: tuple[str, ...], module: str) -> None:
     assert _command_modules_imported_by(*argv) == [module]
+
+
+def test_every_command_is_registered_lazily() -> None:
+    """A command registered on the root app itself (`app.command(...)`) is imported by every `--help` again."""
+    from sandboxctl.cli.app import app
+
+    assert (app.registered_commands, app.registered_groups) == ([], []), "add it to COMMANDS in cli/app.py"
