@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 import typer.main
 
-from sandboxctl.cli.app import app
-from sandboxctl.cli.examples import SECTIONS
+from sandboxctl.cli.app import COMMANDS, app
+from sandboxctl.cli.examples import SECTIONS, attach_examples
 
 from .conftest import Cli
 
@@ -76,3 +77,56 @@ def test_a_group_without_a_command_prints_its_help_as_written(cli: Cli, args: tu
     assert result.returncode == 2, str(result)
     assert result.stderr.startswith("Usage: sandboxctl") and "\n  Examples:\n" in result.stderr, str(result)
     assert result.stdout == "", str(result)
+
+
+# -- lazy commands (cli/lazy.py): the root lists them from a table, each is built when looked up ------------
+
+
+def _eager_root() -> Any:
+    """The root as it was built before commands were lazy: every command registered on the root app itself,
+    so Typer builds them all at once, with the root's own settings, and the listing reads their real help."""
+    eager = copy.copy(app)
+    eager.registered_commands, eager.registered_groups = [], []
+    for name, entry in COMMANDS.items():
+        entry.register(eager, name)
+    attach_examples(eager)
+    return typer.main.get_command(eager)
+
+
+def _help(root: Any, path: tuple[str, ...], width: int) -> str:
+    ctx = typer.Context(root, info_name="sandboxctl", terminal_width=width)
+    command = root
+    for name in path:
+        command = command.get_command(ctx, name)
+        ctx = typer.Context(command, info_name=name, parent=ctx, terminal_width=width)
+    return command.get_help(ctx)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_lazy_summary_is_the_first_paragraph_of_the_commands_help(name: str) -> None:
+    command = _eager_root().commands[name]
+    first_paragraph = " ".join((command.help or "").split("\n\n")[0].split())
+    assert COMMANDS[name].summary == first_paragraph, f"update COMMANDS[{name!r}] in cli/app.py"
+    assert (command.short_help, command.hidden, command.deprecated) == (None, False, False), name
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "sandboxctl")
+def test_help_is_the_same_built_lazily_or_eagerly(path: tuple[str, ...], width: int) -> None:
+    """Byte for byte, at widths that shorten the one-line summaries differently: the root lazily lists
+    commands it has not built, and a command looked up alone is built as the root would build it."""
+    lazy = typer.main.get_command(app)
+    assert _help(lazy, path, width) == _help(_eager_root(), path, width)
+    if not path:
+        assert all(lazy.commands.summary(name) is not None for name in COMMANDS), "the listing built a command"
+
+
+@pytest.mark.parametrize("incomplete", ["", "a", "c", "-"])
+def test_command_names_complete_the_same_built_lazily_or_eagerly(incomplete: str) -> None:
+    def completions(root: Any) -> list[tuple[str, str | None]]:
+        ctx = typer.Context(root, info_name="sandboxctl")
+        return [(item.value, item.help) for item in root.shell_complete(ctx, incomplete)]
+
+    lazy = typer.main.get_command(app)
+    assert completions(lazy) == completions(_eager_root())
+    assert all(lazy.commands.summary(name) is not None for name in COMMANDS), "completion built a command"

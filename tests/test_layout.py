@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sandboxctl"
 # cli/ -> services/ -> registry/ + backends/ -> leaves: nothing imports a file above it.
@@ -94,3 +98,69 @@ def test_exec_and_delete_import_neither_dataclasses_nor_tenacity() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# A child python runs the CLI in process and reports every module it imported: `-X importtime` on the
+# console script would miss lines, as `main()` leaves with `os._exit`.
+_RUN_AND_LIST_MODULES = (
+    "import contextlib, io, json, sys\n"
+    "from sandboxctl.cli import run\n"
+    "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+    "    try:\n"
+    "        run(sys.argv[1:])\n"
+    "    except SystemExit:  # shell completion exits from inside Click\n"
+    "        pass\n"
+    "print(json.dumps(sorted(sys.modules)))\n"
+)
+
+
+def _command_modules_imported_by(*argv: str, env: dict[str, str] | None = None) -> list[str]:
+    """The command modules (cli/app.py's COMMANDS) imported by running `sandboxctl ARGV` in a child python."""
+    from sandboxctl.cli.app import COMMANDS
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_LIST_MODULES, *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    modules = set(json.loads(proc.stdout.splitlines()[-1]))
+    return sorted({entry.module for entry in COMMANDS.values()} & modules)
+
+
+_COMPLETE_A_COMMAND_NAME = {"_SANDBOXCTL_COMPLETE": "complete_bash", "COMP_WORDS": "sandboxctl c", "COMP_CWORD": "1"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [(("--help",), None), (("-h",), None), ((), None), (("nope",), None), ((), _COMPLETE_A_COMMAND_NAME)],
+    ids=["--help", "-h", "no-args", "unknown-command", "completing-a-command-name"],
+)
+def test_root_help_and_command_names_import_no_command_module(
+    home: Path, argv: tuple[str, ...], env: dict[str, str] | None
+) -> None:
+    """The root listing, its errors and name completion read the lazy table (cli/lazy.py), not the commands."""
+    assert _command_modules_imported_by(*argv, env=env) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "module"),
+    [
+        (("status", "--help"), "sandboxctl.cli.status"),
+        (("cp", "--help"), "sandboxctl.cli.cp"),
+        (("agent", "list", "--help"), "sandboxctl.cli.agent"),
+        (("config", "path"), "sandboxctl.cli.config_cmd"),
+    ],
+    ids=["status --help", "cp --help", "agent list --help", "config path"],
+)
+def test_one_command_imports_only_its_own_module(home: Path, argv: tuple[str, ...], module: str) -> None:
+    assert _command_modules_imported_by(*argv) == [module]
+
+
+def test_every_command_is_registered_lazily() -> None:
+    """A command registered on the root app itself (`app.command(...)`) is imported by every `--help` again."""
+    from sandboxctl.cli.app import app
+
+    assert (app.registered_commands, app.registered_groups) == ([], []), "add it to COMMANDS in cli/app.py"

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from typer.core import TyperGroup
 from typer.models import DefaultPlaceholder
+
+from sandboxctl.cli.lazy import LazyGroup
 
 if TYPE_CHECKING:  # Typer vendors Click (typer._click): no `click` package is installed
     from typer import _click as click
@@ -132,27 +133,30 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-class SectionedGroup(TyperGroup):
-    """The root group: `--help` lists commands under SECTIONS' headings.
+class SectionedGroup(LazyGroup):
+    """The root group: `--help` lists commands under SECTIONS' headings, and every command gets its examples.
 
     Typer's `rich_help_panel` does this only in rich markup mode, and rich's help renderer costs
-    ~90 ms of every `--help`; this is plain Click formatting."""
+    ~90 ms of every `--help`; this is plain Click formatting. The one-line help comes from the lazy
+    table (cli/lazy.py), so listing the commands imports none of them."""
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        commands = {
-            name: command
-            for name in self.list_commands(ctx)
-            if (command := self.get_command(ctx, name)) is not None and not command.hidden
-        }
+        visible = [name for name in self.list_commands(ctx) if self.command_summary(ctx, name) is not None]
         placed = {name for names in SECTIONS.values() for name in names}
-        sections = [*SECTIONS.items(), ("Other commands", tuple(n for n in commands if n not in placed))]
-        width = max((len(name) for name in commands), default=0)  # one column for every section
+        sections = [*SECTIONS.items(), ("Other commands", tuple(n for n in visible if n not in placed))]
+        width = max((len(name) for name in visible), default=0)  # one column for every section
         limit = formatter.width - 6 - width
         for heading, names in sections:
-            rows = [(name.ljust(width), commands[name].get_short_help_str(limit)) for name in names if name in commands]
+            rows = [
+                (name.ljust(width), self.command_summary(ctx, name, limit) or "") for name in names if name in visible
+            ]
             if rows:
                 with formatter.section(heading):
                     formatter.write_dl(rows)
+
+    def register(self, app: typer.Typer, name: str) -> None:
+        super().register(app, name)
+        attach_examples(app)
 
 
 def attach_examples(app: typer.Typer, prefix: str = "") -> None:
