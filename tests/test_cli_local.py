@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,14 +185,16 @@ def test_version_and_help_do_not_import_heavy_sdks(home: Path) -> None:
         "bad=[m for m in ('docker','sqlalchemy','sqlmodel','daytona') if m in sys.modules]\n"
         "sys.stderr.write(repr(bad))\n"
     )
-    proc = subprocess.run(["python", "-c", code], capture_output=True, text=True, env={**os.environ})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert proc.stderr.strip() == "[]", proc.stderr
     version = subprocess.run([SANDBOXCTL, "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("sandboxctl ")
 
 
 def test_python_dash_m_works(cli: Cli) -> None:
-    proc = subprocess.run(["python", "-m", "sandboxctl", "--version"], capture_output=True, text=True, env=cli.env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandboxctl", "--version"], capture_output=True, text=True, env=cli.env
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("sandboxctl "), proc.stderr
 
 
