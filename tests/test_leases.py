@@ -110,6 +110,61 @@ def test_lapsed_and_dead_holders_do_not_count_and_another_hosts_lease_does(regis
     )
 
 
+def _waiting_on_a_lock(registry: Registry) -> bool:
+    from sqlalchemy import text
+
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    with registry.engine.connect() as watcher:
+        return bool(watcher.execute(text(query)).scalar())
+
+
+def test_on_postgresql_a_lease_waits_for_a_claim_in_progress_then_sees_it(pg_cluster: Cluster) -> None:
+    """The race: an exec checked `running` while a cleanup's claim of the same row was not yet committed, and
+    both went ahead. Now the lease waits for the claim's row lock, then sees `deleting` and is refused."""
+    from sqlalchemy import text
+
+    registry = Registry(pg_cluster.create_database(f"leases_{new_sandbox_id()}"))
+    record, table, outcome = add(registry), LeaseTable(engine=registry.engine), {}
+    with registry.engine.connect() as claimer:
+        claiming = claimer.begin()
+        claimer.execute(text("SELECT id FROM sandbox WHERE id = :id FOR UPDATE"), {"id": record.id})
+        holder = Holder("exec race", HOST, os.getpid())
+        worker = threading.Thread(
+            target=lambda: outcome.update(
+                leased=table.acquire(record.id, holder, expires_at=NOW + timedelta(minutes=2))
+            )
+        )
+        worker.start()
+        wait_until(lambda: outcome or _waiting_on_a_lock(registry), timeout=120)
+        assert outcome == {}, "the lease went ahead while a claim held the sandbox's row"
+        claimer.execute(text("UPDATE sandbox SET status = 'deleting' WHERE id = :id"), {"id": record.id})
+        claiming.commit()
+    worker.join(120)
+    assert outcome == {"leased": False}
+    assert table.live([record.id], now=NOW) == []
+
+
+def test_on_postgresql_a_claim_passes_over_a_sandbox_whose_lease_is_being_taken(pg_cluster: Cluster) -> None:
+    """The other order: a lease taken but not yet committed holds the row, so a cleanup's claim skips it."""
+    from sqlalchemy import text
+
+    from sandboxctl.registry import leases
+
+    registry = Registry(pg_cluster.create_database(f"leases_{new_sandbox_id()}"))
+    record = add(registry)
+    params = {"sandbox_id": record.id, "sandbox": record.id, "holder": "exec early", "host": HOST, "pid": os.getpid()}
+    with registry.engine.connect() as leasing:
+        taking = leasing.begin()
+        statement = leases._ACQUIRE.format(lock=" FOR SHARE")  # what LeaseTable.acquire runs on PostgreSQL
+        assert leasing.execute(text(statement), {**params, "expires_at": leases.stamp(NOW + timedelta(minutes=2))})
+        seen = [(record.id, SandboxStatus.RUNNING, record.status_changed_at)]
+        assert registry.claim_many(seen, now=NOW, unless_leased={record.id}) == set()
+        taking.commit()
+    # Committed, the lease is seen by the next claim, which refuses the sandbox for it.
+    assert registry.claim_many(seen, now=NOW, unless_leased={record.id}) == set()
+    assert registry.get(record.id).status == SandboxStatus.RUNNING
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()

@@ -23,12 +23,15 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 # Written only while the sandbox can run commands: once cleanup has claimed it (`deleting`), no lease can start,
-# and once a lease is live, cleanup's claim refuses it (`LEASED_AMONG`). One of the two always sees the other.
+# and once a lease is live, cleanup's claim refuses it (`LEASED_AMONG`). One of the two always sees the other:
+# on SQLite because writers are serialised (BEGIN IMMEDIATE); on PostgreSQL because the lease holds the sandbox
+# row FOR SHARE until it commits, so a claim in progress (FOR UPDATE) makes it wait and then see `deleting`, and
+# a claim that comes during the lease passes the row over (SKIP LOCKED) or waits and then sees the lease.
 _ACQUIRE = (
     "INSERT INTO sandbox_lease (sandbox_id, holder, host, pid, expires_at)"
     " SELECT :sandbox_id, :holder, :host, :pid, :expires_at"
     # `:sandbox` repeats `:sandbox_id`: PostgreSQL cannot type one parameter used as text and as varchar.
-    " WHERE EXISTS (SELECT 1 FROM sandbox WHERE id = :sandbox AND status IN ('running', 'stopped'))"
+    " WHERE EXISTS (SELECT 1 FROM sandbox WHERE id = :sandbox AND status IN ('running', 'stopped'){lock})"
     " ON CONFLICT (sandbox_id, holder) DO UPDATE SET expires_at = excluded.expires_at"
 )
 _RELEASE = "DELETE FROM sandbox_lease WHERE sandbox_id = :sandbox_id AND holder = :holder"
@@ -141,7 +144,8 @@ class LeaseTable:
             "pid": holder.pid,
             "expires_at": stamp(expires_at),
         }
-        [count] = self._write([(_ACQUIRE, params)])
+        locking = self.engine is not None and self.engine.dialect.name == "postgresql"
+        [count] = self._write([(_ACQUIRE.format(lock=" FOR SHARE" if locking else ""), params)])
         return count == 1
 
     def release(self, sandbox_id: str, holder: Holder, *, now: datetime) -> None:
