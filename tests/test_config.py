@@ -96,3 +96,28 @@ def test_api_key_is_masked_in_config_show(cli: Cli) -> None:
         assert "dtn_supersecret_123" not in result.stdout + result.stderr, str(result)
     shown = cli.ok("config", "show", "--json", env={"DAYTONA_API_KEY": "dtn_env_secret"})
     assert "dtn_env_secret" not in shown.stdout
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/dir", "/xdg/base", "/xdg/trailing/"])
+@pytest.mark.parametrize("home", [None, "", "relative-home", "/home/someone", "/home/trailing/"])
+def test_user_dirs_are_platformdirs_own(monkeypatch: pytest.MonkeyPatch, xdg: str | None, home: str | None) -> None:
+    """config.user_dir writes out platformdirs' common Linux rule: it must give what platformdirs gives."""
+    import platformdirs
+
+    from sandboxctl.config import user_dir
+
+    for name, value in (("XDG_CONFIG_HOME", xdg), ("XDG_DATA_HOME", xdg), ("HOME", home)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    try:
+        expected = (
+            platformdirs.user_config_dir("sandboxctl", appauthor=False),
+            platformdirs.user_data_dir("sandboxctl", appauthor=False),
+        )
+    except RuntimeError:  # platformdirs cannot tell (no usable home): neither can we
+        with pytest.raises(RuntimeError):
+            user_dir("config")
+        return
+    assert (user_dir("config"), user_dir("data")) == expected
