@@ -6,7 +6,7 @@ else through the full registry; both give the same JSON (tests/test_reader.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -49,10 +49,7 @@ def iter_sandboxes(
     if selector:
         query = replace(query, labels=tuple(selector.items()))  # in SQL; `_selected` stays as the guard
     reader = ctx.reader
-    tables = (True, False) if include_archived else (False,)
-    if query.sort is not None:
-        tables = tables[::-1]
-    for archived in tables:
+    for archived in _tables(query, include_archived):
         if reader is not None:
             rows = (
                 r for r in reader.iter_rows(archived=archived, iso_text=True, query=query) if _selected(r, selector)
@@ -62,6 +59,33 @@ def iter_sandboxes(
             yield from (
                 sandbox_json(r) for r in ctx.registry.list_rows(archived=archived, selector=selector, query=query)
             )
+
+
+def _tables(query: SandboxQuery, include_archived: bool) -> tuple[bool, ...]:
+    """Which tables (archived or not) are listed, in order."""
+    tables = (True, False) if include_archived else (False,)
+    return tables if query.sort is None else tables[::-1]
+
+
+def status_table_text(
+    ctx: Context,
+    columns: Sequence[str],
+    *,
+    include_archived: bool,
+    selector: dict[str, str],
+    query: SandboxQuery,
+) -> Iterator[str] | None:
+    """`status`'s plain table as SQLite writes it (registry/status_table.py): the records `iter_sandboxes`
+    gives, in its order. None when only the Python table will do (not the SQLite reader, or records SQLite
+    cannot lay out exactly as Python)."""
+    reader = ctx.reader
+    if reader is None:
+        return None
+    from sandboxctl.registry.status_table import status_lines
+
+    if selector:
+        query = replace(query, labels=tuple(selector.items()))
+    return status_lines(reader, columns, tables=_tables(query, include_archived), query=query, now=ctx.now())
 
 
 def _selected(row: dict[str, Any], selector: dict[str, str] | None) -> bool:

@@ -1,0 +1,184 @@
+"""`status`'s plain table (stdout not a terminal) written by SQLite, line by line.
+
+Over 10,000 records the Python table cost ~11 us a row (fetch 23 columns, decode, JSON shape, cells, layout),
+so `status` took 3.4x its time over 10 records. Here one aggregate query measures the columns and a second
+returns each finished line (`printf`, padding counted in characters), so Python only writes text.
+
+This is a second spelling of `render.relative` and of `render.table`'s plain layout: tests/test_status_table.py
+drives the same records through both and fails on any difference. It reads with the filters and order of
+`RegistryReader.iter_rows` (`listing_source`, `listing_order`), and `--expired`'s idle rule is `idle_expired_sql`,
+the SQL form of `SandboxQuery.idle_expired`. Anything this module cannot write exactly as Python would (a NUL
+character, which SQLite's text functions stop at; a SQLite without `unixepoch`) returns None, and `status`
+renders in Python.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+
+from sandboxctl.registry.reader import RegistryReader, SandboxQuery, listing_order, listing_source, registry_error
+from sandboxctl.registry.states import SandboxStatus
+
+MIN_SQLITE = (3, 38, 0)  # unixepoch()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_CHUNK = 2000  # lines per write: streamed, without a Python call per line
+_first = itemgetter(0)
+
+
+def supported() -> bool:
+    return sqlite3.sqlite_version_info >= MIN_SQLITE
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (naive means UTC, as the registry stores it)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _moment_us(column: str) -> str:
+    """A stored moment as whole seconds, in microseconds: `sqlite_text_to_iso` keeps `text[:19]`. (unixepoch of
+    the whole text would round `.9996` up to the next second.)"""
+    return f"unixepoch(substr({column}, 1, 19)) * 1000000"
+
+
+def coarse_sql(seconds: str) -> str:
+    """`render._coarse` in SQL: the two largest non-zero units of `seconds` (an integer expression)."""
+    s = seconds
+    return (
+        f"CASE WHEN {s} <= 0 THEN '0s'"
+        f" WHEN {s} >= 86400 THEN ({s} / 86400) || 'd' || CASE WHEN {s} % 86400 >= 3600"
+        f" THEN ({s} % 86400 / 3600) || 'h' WHEN {s} % 3600 >= 60 THEN ({s} % 3600 / 60) || 'm'"
+        f" WHEN {s} % 60 > 0 THEN ({s} % 60) || 's' ELSE '' END"
+        f" WHEN {s} >= 3600 THEN ({s} / 3600) || 'h' || CASE WHEN {s} % 3600 >= 60 THEN ({s} % 3600 / 60) || 'm'"
+        f" WHEN {s} % 60 > 0 THEN ({s} % 60) || 's' ELSE '' END"
+        f" WHEN {s} >= 60 THEN ({s} / 60) || 'm' || CASE WHEN {s} % 60 > 0 THEN ({s} % 60) || 's' ELSE '' END"
+        f" ELSE {s} || 's' END"
+    )
+
+
+def relative_sql(delta_us: str, *, future: bool, absent: str) -> str:
+    """`render.relative` in SQL, given `moment - now` in microseconds (`absent`: the SQL that is true when there
+    is no moment). Integer division truncates toward zero; below zero any value spells `0s`, so this agrees with
+    `render.relative`'s floor."""
+    delta = f"({delta_us})"
+    ago = f"{coarse_sql(f'((-{delta}) / 1000000)')} || ' ago'"
+    text = f"CASE WHEN {delta} > 0 THEN 'in ' || {coarse_sql(f'({delta} / 1000000)')} ELSE {ago} END"
+    return f"CASE WHEN {absent} THEN '{'never' if future else '-'}' ELSE {text if future else ago} END"
+
+
+def idle_expired_sql(expired_at: datetime) -> str:
+    """`SandboxQuery.idle_expired` on the rows `status` reads (moments cut to whole seconds), in SQL."""
+    now = epoch_us(expired_at)
+    return (
+        f"(status = '{SandboxStatus.EXPIRED.value}'"
+        f" OR (expires_at IS NOT NULL AND {_moment_us('expires_at')} <= {now})"
+        " OR (idle_timeout_seconds IS NOT NULL AND last_accessed IS NOT NULL"
+        f" AND {_moment_us('last_accessed')} + idle_timeout_seconds * 1000000 <= {now}))"
+    )
+
+
+# The cells of `render.sandbox_rows`, in its column order; `a` and `e` are the created and expiry moments less
+# now (microseconds), computed once a row in the inner queries.
+_TEXT_CELLS = ("id", "name", "backend", "status", "policy", "coalesce(nullif(image, ''), '-')")
+_TEXT_NAMES = ("id", "name", "backend", "status", "policy", "image")
+_CREATED = relative_sql("a", future=False, absent="a IS NULL")
+_EXPIRES = (
+    f"CASE WHEN status = '{SandboxStatus.DELETED.value}' THEN '-'"
+    f" ELSE {relative_sql('e', future=True, absent='e IS NULL')} END"
+)
+# Written from user input (image) or, in the archive, from a backend's labels (orphans): may hold a NUL.
+_MAY_HOLD_NUL = {False: ("name", "image"), True: ("id", "name", "policy", "image")}
+
+
+def _source(query: SandboxQuery, *, archived: bool) -> tuple[str, list[object]]:
+    source, params = listing_source(query, archived=archived)
+    if query.expired_at is not None:
+        source += (" AND " if " WHERE " in source else " WHERE ") + idle_expired_sql(query.expired_at)
+    return source, params
+
+
+def _relative_to(column: str, now_us: int) -> str:
+    return f"{_moment_us(column)} - {now_us}"
+
+
+def status_lines(
+    reader: RegistryReader,
+    columns: Sequence[str],
+    *,
+    tables: Sequence[bool],
+    query: SandboxQuery,
+    now: datetime,
+) -> Iterator[str] | None:
+    """The plain table of `render.table(columns, render.sandbox_rows(...))` over `tables` (archived or not, in
+    that order) as chunks of text, or None when only the Python table can write these records exactly."""
+    if not supported():
+        return None
+    now_us = epoch_us(now)
+    widths = [len(column) for column in columns]
+    conn = reader.connection()
+    try:
+        for archived in tables:
+            source, params = _source(query, archived=archived)
+            # Lengths in the inner query, which also computes `a` once for the CREATED text (OFFSET keeps SQLite
+            # from flattening it, which would parse the date again at each of the CASEs' uses of `a`).
+            inner = ", ".join(
+                [f"length({cell}) AS w{i}" for i, cell in enumerate(_TEXT_CELLS)]
+                + [f"instr({cell}, char(0)) AS n{i}" for i, cell in enumerate(_MAY_HOLD_NUL[archived])]
+                + [f"{_relative_to('created_at', now_us)} AS a"]
+            )
+            measures = ", ".join(
+                [f"max(w{i})" for i in range(len(_TEXT_CELLS))]
+                + [f"max(length({_CREATED}))"]
+                + [f"max(n{i})" for i in range(len(_MAY_HOLD_NUL[archived]))]
+            )
+            found = conn.execute(f"SELECT {measures} FROM (SELECT {inner} {source} LIMIT -1 OFFSET 0)", params)
+            measured = found.fetchone()
+            if any(measured[len(_TEXT_CELLS) + 1 :]):
+                return None
+            lengths = measured[: len(_TEXT_CELLS) + 1]
+            widths[:-1] = [max(width, length or 0) for width, length in zip(widths, lengths, strict=False)]
+    except sqlite3.Error as exc:
+        raise registry_error(reader.path, exc) from None
+    return _lines(reader, columns, widths, tables=tables, query=query, now_us=now_us)
+
+
+def _lines(
+    reader: RegistryReader,
+    columns: Sequence[str],
+    widths: Sequence[int],
+    *,
+    tables: Sequence[bool],
+    query: SandboxQuery,
+    now_us: int,
+) -> Iterator[str]:
+    # `render.table`'s layout: each cell left-aligned to its width, two spaces apart, the line's end stripped
+    # (the last cell, an expiry, never ends in a space, so it is simply not padded).
+    yield "  ".join(f"{column:<{width}}" for column, width in zip(columns, widths, strict=True)).rstrip() + "\n"
+    pattern = "  ".join(["%!-*s"] * (len(columns) - 1) + ["%s"]) + "\n"
+    cells = [*_TEXT_NAMES, _CREATED, _EXPIRES]
+    arguments = ", ".join(f"{width}, {cell}" for width, cell in zip(widths[:-1], cells[:-1], strict=True))
+    conn = reader.connection()
+    try:
+        for archived in tables:
+            source, params = _source(query, archived=archived)
+            column, _ = query.order(archived)
+            inner = ", ".join(
+                [f"{cell} AS {name}" for cell, name in zip(_TEXT_CELLS, _TEXT_NAMES, strict=True)]
+                + [f"{_relative_to('created_at', now_us)} AS a", f"{_relative_to('expires_at', now_us)} AS e"]
+                + [f"{column} AS sort_{column}"]
+            )
+            sql = (
+                f"SELECT printf('{pattern}', {arguments}, {cells[-1]})"
+                f" FROM (SELECT {inner} {source} LIMIT -1 OFFSET 0)"
+                f" {listing_order(query, archived=archived, prefix='sort_')}"
+            )
+            cursor = conn.execute(sql, params)
+            while chunk := cursor.fetchmany(_CHUNK):
+                yield "".join(map(_first, chunk))
+    except sqlite3.Error as exc:
+        raise registry_error(reader.path, exc) from None
