@@ -25,8 +25,9 @@ from sandboxctl.registry.states import SandboxStatus
 MIN_SQLITE = (3, 38, 0)  # unixepoch()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_CHUNK = 2000  # lines per write: streamed, without a Python call per line
+_CHUNK = 500  # lines per write: streamed, without a Python call per line, each chunk below malloc's mmap threshold
 _first = itemgetter(0)
+_MMAP_BYTES = 256 << 20
 
 
 def supported() -> bool:
@@ -46,18 +47,30 @@ def _moment_us(column: str) -> str:
     return f"unixepoch(substr({column}, 1, 19)) * 1000000"
 
 
-def coarse_sql(seconds: str) -> str:
-    """`render._coarse` in SQL: the two largest non-zero units of `seconds` (an integer expression)."""
+_UNIT_SECONDS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))  # render._UNITS
+
+
+def coarse_sql(seconds: str, *, before: str = "", after: str = "") -> str:
+    """`before + render._coarse(seconds) + after` in SQL (`seconds`: an integer expression): the two largest
+    non-zero units. One printf a cell, its format chosen by the first non-zero smaller unit (a third cheaper
+    than concatenating the parts)."""
     s = seconds
+    # A unit's count within the next larger one (days are whole).
+    counts = {
+        unit: f"{s} % {larger} / {size}"
+        for (unit, size), (_, larger) in zip(_UNIT_SECONDS[1:], _UNIT_SECONDS[:-1], strict=True)
+    }
+    branches = []
+    for i, (unit, size) in enumerate(_UNIT_SECONDS[:-1]):
+        smaller = [u for u, _ in _UNIT_SECONDS[i + 1 :]]
+        formats = " ".join(f"WHEN {counts[u]} > 0 THEN '{before}%d{unit}%d{u}{after}'" for u in smaller)
+        second = " ".join(f"WHEN {counts[u]} > 0 THEN {counts[u]}" for u in smaller)
+        branches.append(
+            f"WHEN {s} >= {size} THEN printf(CASE {formats} ELSE '{before}%d{unit}{after}' END,"
+            f" {s} / {size}, CASE {second} ELSE 0 END)"
+        )
     return (
-        f"CASE WHEN {s} <= 0 THEN '0s'"
-        f" WHEN {s} >= 86400 THEN ({s} / 86400) || 'd' || CASE WHEN {s} % 86400 >= 3600"
-        f" THEN ({s} % 86400 / 3600) || 'h' WHEN {s} % 3600 >= 60 THEN ({s} % 3600 / 60) || 'm'"
-        f" WHEN {s} % 60 > 0 THEN ({s} % 60) || 's' ELSE '' END"
-        f" WHEN {s} >= 3600 THEN ({s} / 3600) || 'h' || CASE WHEN {s} % 3600 >= 60 THEN ({s} % 3600 / 60) || 'm'"
-        f" WHEN {s} % 60 > 0 THEN ({s} % 60) || 's' ELSE '' END"
-        f" WHEN {s} >= 60 THEN ({s} / 60) || 'm' || CASE WHEN {s} % 60 > 0 THEN ({s} % 60) || 's' ELSE '' END"
-        f" ELSE {s} || 's' END"
+        f"CASE WHEN {s} <= 0 THEN '{before}0s{after}' {' '.join(branches)} ELSE printf('{before}%ds{after}', {s}) END"
     )
 
 
@@ -66,8 +79,8 @@ def relative_sql(delta_us: str, *, future: bool, absent: str) -> str:
     is no moment). Integer division truncates toward zero; below zero any value spells `0s`, so this agrees with
     `render.relative`'s floor."""
     delta = f"({delta_us})"
-    ago = f"{coarse_sql(f'((-{delta}) / 1000000)')} || ' ago'"
-    text = f"CASE WHEN {delta} > 0 THEN 'in ' || {coarse_sql(f'({delta} / 1000000)')} ELSE {ago} END"
+    ago = coarse_sql(f"((-{delta}) / 1000000)", after=" ago")
+    text = f"CASE WHEN {delta} > 0 THEN {coarse_sql(f'({delta} / 1000000)', before='in ')} ELSE {ago} END"
     return f"CASE WHEN {absent} THEN '{'never' if future else '-'}' ELSE {text if future else ago} END"
 
 
@@ -122,6 +135,7 @@ def status_lines(
     widths = [len(column) for column in columns]
     conn = reader.connection()
     try:
+        conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")  # two passes over every page: map them, not copy them
         for archived in tables:
             source, params = _source(query, archived=archived)
             # Lengths in the inner query, which also computes `a` once for the CREATED text (OFFSET keeps SQLite
