@@ -25,7 +25,7 @@ from sandboxctl.registry.reader import ARCHIVE_COLUMNS, SandboxQuery, encode_val
 from sandboxctl.registry.status_table import relative_sql, status_lines
 from sandboxctl.registry.store import Registry
 from sandboxctl.services.context import Context
-from sandboxctl.services.listing import iter_sandboxes, status_table_text
+from sandboxctl.services.listing import SQL_TABLE_MIN_RECORDS, iter_sandboxes, status_table_text
 
 from .conftest import Cli
 
@@ -198,7 +198,7 @@ def _python_table(ctx: Context, *, include_archived: bool, selector: dict[str, s
 
 def _sql_table(ctx: Context, *, include_archived: bool, selector: dict[str, str], query: SandboxQuery) -> str:
     text = status_table_text(
-        ctx, render.SANDBOX_COLUMNS, include_archived=include_archived, selector=selector, query=query
+        ctx, render.SANDBOX_COLUMNS, include_archived=include_archived, selector=selector, query=query, min_records=0
     )
     assert text is not None
     return "".join(text)
@@ -235,18 +235,46 @@ def test_the_sweep_reaches_what_the_parity_is_about(ctx: Context) -> None:
     assert [f"{i:012x}" in expired for i in (100, 101, 102, 103, 106)] == [True, False, True, True, True]
 
 
+def _many(home: Path, count: int) -> None:
+    """Plain records, for `status` to reach SQL_TABLE_MIN_RECORDS (ids and names new at each call)."""
+    with sqlite3.connect(home / "registry.db") as conn:
+        start = 1000 + conn.execute("SELECT count(*) FROM sandbox").fetchone()[0]
+    rows = [_row(start + i, name=f"many-{start + i}", status="running") for i in range(count)]
+    _insert(home / "registry.db", "sandbox", rows)
+
+
+def _table(ctx: Context, **options: Any) -> str | None:
+    text = status_table_text(
+        ctx, render.SANDBOX_COLUMNS, include_archived=False, selector={}, query=SandboxQuery(sort="-created"), **options
+    )
+    return None if text is None else "".join(text)
+
+
 def test_a_nul_in_a_cell_leaves_the_table_to_python(ctx: Context, home: Path, cli: Cli) -> None:
     """SQLite's text functions stop at a NUL; Python prints it: that table stays Python's, byte for byte."""
-    query = SandboxQuery(sort="-created")
+    _many(home, SQL_TABLE_MIN_RECORDS)
+    assert _table(ctx) is not None
     _insert(home / "registry.db", "sandbox", [_row(400, name="nul\x00name", image="img\x00tail")])
-    assert status_table_text(ctx, render.SANDBOX_COLUMNS, include_archived=False, selector={}, query=query) is None
+    assert _table(ctx) is None
     shown = cli.ok("status", "--sort", "name").stdout
     assert "nul\x00name" in shown and "img\x00tail" in shown
 
 
+def test_few_records_keep_the_python_table(ctx: Context, home: Path) -> None:
+    """Below SQL_TABLE_MIN_RECORDS SQLite's statements cost more than the Python table (the 10-record case)."""
+    listed = len(list(iter_sandboxes(ctx, query=SandboxQuery(sort="-created"))))
+    assert _table(ctx) is None and _table(ctx, min_records=0) is not None
+    _many(home, SQL_TABLE_MIN_RECORDS - listed - 1)
+    assert _table(ctx) is None
+    _many(home, 1)
+    assert _table(ctx) is not None
+
+
 def test_the_full_registry_path_keeps_the_python_table(ctx: Context) -> None:
     full = Context(settings=ctx.settings, clock=ctx.clock, _reader_checked=True)  # no reader: PostgreSQL, old schema
-    text = status_table_text(full, render.SANDBOX_COLUMNS, include_archived=True, selector={}, query=SandboxQuery())
+    text = status_table_text(
+        full, render.SANDBOX_COLUMNS, include_archived=True, selector={}, query=SandboxQuery(), min_records=0
+    )
     assert text is None
     reader = ctx.reader
     assert reader is not None
@@ -254,11 +282,17 @@ def test_the_full_registry_path_keeps_the_python_table(ctx: Context) -> None:
     assert lines is not None and next(iter(lines)).startswith("ID ")
 
 
-def test_status_plain_output_comes_from_sql_and_json_is_unchanged(ctx: Context, cli: Cli) -> None:
-    """Through the CLI: the table has every record once, the header first; `--json` still streams every record."""
+def test_status_plain_output_from_sql_has_every_record_and_json_is_unchanged(
+    ctx: Context, home: Path, cli: Cli
+) -> None:
+    """Through the CLI, over enough records for the SQL table: every record once, the header first (a record's
+    id starts its line even when an earlier name held a newline); `--json` still streams every record."""
+    _many(home, SQL_TABLE_MIN_RECORDS)
+    assert _table(ctx) is not None
     lines = cli.ok("status", "--all", "--sort", "name").stdout.split("\n")
     assert lines[0].split() == list(render.SANDBOX_COLUMNS)
     records = cli.ok("status", "--all", "--json").json()
+    assert len(records) > SQL_TABLE_MIN_RECORDS
     for record in records:
         assert sum(line.startswith(record["id"] + " ") for line in lines) == 1, record["id"]
     assert json.loads(cli.ok("status", "--json").stdout) == [r for r in records if "archived_at" not in r]

@@ -523,6 +523,12 @@ class RegistryReader:
         except sqlite3.Error as exc:
             raise registry_error(self.path, exc) from None
 
+    def count_rows(self, query: SandboxQuery, *, archived: bool, limit: int) -> int:
+        """How many rows `iter_rows` would read for `query`, counted up to `limit` (a size, not a listing:
+        `--expired`'s idle rule is left out)."""
+        source, params = listing_source(query, archived=archived)
+        return int(self._query(f"SELECT count(*) FROM (SELECT 1 {source} LIMIT {int(limit)})", params)[0][0])
+
     # -- the few small writes of the everyday commands ----------------------------------
     # Each is one short transaction, written exactly as the full registry writes it (same columns,
     # same text): tests/test_reader.py applies each through both paths and compares the rows.
