@@ -1,8 +1,10 @@
-"""`status`'s plain table (stdout not a terminal) written by SQLite, line by line.
+"""`status`'s plain table (stdout not a terminal) laid out by SQLite.
 
 Over 10,000 records the Python table cost ~11 us a row (fetch 23 columns, decode, JSON shape, cells, layout),
-so `status` took 3.4x its time over 10 records. Here one aggregate query measures the columns and a second
-returns each finished line (`printf`, padding counted in characters), so Python only writes text.
+so `status` took 3.4x its time over 10 records. Here one aggregate query measures the text columns, and a
+second returns each row as two strings: its cells padded by `printf` (widths counted in characters) followed
+by its CREATED text, and its EXPIRES text. Python pads the first to the longest and joins, with str methods
+over whole columns: no Python code runs once a row.
 
 This is a second spelling of `render.relative` and of `render.table`'s plain layout: tests/test_status_table.py
 drives the same records through both and fails on any difference. It reads with the filters and order of
@@ -17,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
+from itertools import chain, islice, repeat
 
 from sandboxctl.registry.reader import RegistryReader, SandboxQuery, listing_order, listing_source, registry_error
 from sandboxctl.registry.states import SandboxStatus
@@ -25,8 +27,7 @@ from sandboxctl.registry.states import SandboxStatus
 MIN_SQLITE = (3, 38, 0)  # unixepoch()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_CHUNK = 500  # lines per write: streamed, without a Python call per line, each chunk below malloc's mmap threshold
-_first = itemgetter(0)
+_CHUNK = 500  # lines per write
 _MMAP_BYTES = 256 << 20
 
 
@@ -132,67 +133,62 @@ def status_lines(
     if not supported():
         return None
     now_us = epoch_us(now)
-    widths = [len(column) for column in columns]
+    widths = [len(column) for column in columns[: len(_TEXT_CELLS)]]
     conn = reader.connection()
     try:
         conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")  # two passes over every page: map them, not copy them
         for archived in tables:
             source, params = _source(query, archived=archived)
-            # Lengths in the inner query, which also computes `a` once for the CREATED text (OFFSET keeps SQLite
-            # from flattening it, which would parse the date again at each of the CASEs' uses of `a`).
-            inner = ", ".join(
-                [f"length({cell}) AS w{i}" for i, cell in enumerate(_TEXT_CELLS)]
-                + [f"instr({cell}, char(0)) AS n{i}" for i, cell in enumerate(_MAY_HOLD_NUL[archived])]
-                + [f"{_relative_to('created_at', now_us)} AS a"]
-            )
-            measures = ", ".join(
-                [f"max(w{i})" for i in range(len(_TEXT_CELLS))]
-                + [f"max(length({_CREATED}))"]
-                + [f"max(n{i})" for i in range(len(_MAY_HOLD_NUL[archived]))]
-            )
-            found = conn.execute(f"SELECT {measures} FROM (SELECT {inner} {source} LIMIT -1 OFFSET 0)", params)
-            measured = found.fetchone()
-            if any(measured[len(_TEXT_CELLS) + 1 :]):
+            nuls = _MAY_HOLD_NUL[archived]
+            measures = [f"max(length({cell}))" for cell in _TEXT_CELLS] + [f"max(instr({c}, char(0)))" for c in nuls]
+            found = conn.execute(f"SELECT {', '.join(measures)} {source}", params).fetchone()
+            if any(found[len(_TEXT_CELLS) :]):
                 return None
-            lengths = measured[: len(_TEXT_CELLS) + 1]
-            widths[:-1] = [max(width, length or 0) for width, length in zip(widths, lengths, strict=False)]
-    except sqlite3.Error as exc:
-        raise registry_error(reader.path, exc) from None
-    return _lines(reader, columns, widths, tables=tables, query=query, now_us=now_us)
-
-
-def _lines(
-    reader: RegistryReader,
-    columns: Sequence[str],
-    widths: Sequence[int],
-    *,
-    tables: Sequence[bool],
-    query: SandboxQuery,
-    now_us: int,
-) -> Iterator[str]:
-    # `render.table`'s layout: each cell left-aligned to its width, two spaces apart, the line's end stripped
-    # (the last cell, an expiry, never ends in a space, so it is simply not padded).
-    yield "  ".join(f"{column:<{width}}" for column, width in zip(columns, widths, strict=True)).rstrip() + "\n"
-    pattern = "  ".join(["%!-*s"] * (len(columns) - 1) + ["%s"]) + "\n"
-    cells = [*_TEXT_NAMES, _CREATED, _EXPIRES]
-    arguments = ", ".join(f"{width}, {cell}" for width, cell in zip(widths[:-1], cells[:-1], strict=True))
-    conn = reader.connection()
-    try:
+            widths = [max(width, length or 0) for width, length in zip(widths, found, strict=False)]
+        # The text cells laid out by SQLite, then the CREATED text; its width (the longest) is known once every
+        # row is read, so Python pads that cell: with str methods over whole columns, no Python code a row.
+        heads: list[str] = []
+        expiries: list[str] = []
         for archived in tables:
-            source, params = _source(query, archived=archived)
-            column, _ = query.order(archived)
-            inner = ", ".join(
-                [f"{cell} AS {name}" for cell, name in zip(_TEXT_CELLS, _TEXT_NAMES, strict=True)]
-                + [f"{_relative_to('created_at', now_us)} AS a", f"{_relative_to('expires_at', now_us)} AS e"]
-                + [f"{column} AS sort_{column}"]
-            )
-            sql = (
-                f"SELECT printf('{pattern}', {arguments}, {cells[-1]})"
-                f" FROM (SELECT {inner} {source} LIMIT -1 OFFSET 0)"
-                f" {listing_order(query, archived=archived, prefix='sort_')}"
-            )
-            cursor = conn.execute(sql, params)
-            while chunk := cursor.fetchmany(_CHUNK):
-                yield "".join(map(_first, chunk))
+            for head, expiry in _rows(conn, widths, archived=archived, query=query, now_us=now_us):
+                heads.append(head)
+                expiries.append(expiry)
     except sqlite3.Error as exc:
         raise registry_error(reader.path, exc) from None
+    return _lines(columns, widths, heads, expiries)
+
+
+def _rows(
+    conn: sqlite3.Connection, widths: Sequence[int], *, archived: bool, query: SandboxQuery, now_us: int
+) -> list[tuple[str, str]]:
+    """(the text cells padded, then the CREATED text; the EXPIRES text) for each row, in `query`'s order."""
+    source, params = _source(query, archived=archived)
+    column, _ = query.order(archived)
+    # The inner query computes `a` and `e` once a row (OFFSET keeps SQLite from flattening it, which would parse
+    # the date again at each of the CASEs' uses of them).
+    inner = ", ".join(
+        [f"{cell} AS {name}" for cell, name in zip(_TEXT_CELLS, _TEXT_NAMES, strict=True)]
+        + [f"{_relative_to('created_at', now_us)} AS a", f"{_relative_to('expires_at', now_us)} AS e"]
+        + [f"{column} AS sort_{column}"]
+    )
+    pattern = "%!-*s  " * len(_TEXT_NAMES) + "%s"
+    arguments = ", ".join(f"{width}, {name}" for width, name in zip(widths, _TEXT_NAMES, strict=True))
+    sql = (
+        f"SELECT printf('{pattern}', {arguments}, {_CREATED}), {_EXPIRES}"
+        f" FROM (SELECT {inner} {source} LIMIT -1 OFFSET 0)"
+        f" {listing_order(query, archived=archived, prefix='sort_')}"
+    )
+    return conn.execute(sql, params).fetchall()
+
+
+def _lines(columns: Sequence[str], widths: Sequence[int], heads: list[str], expiries: list[str]) -> Iterator[str]:
+    """`render.table`'s layout: each cell left-aligned to its width, two spaces apart, the line's end stripped
+    (the last cell, an expiry, never ends in a space, so it is simply not padded)."""
+    # Every text cell is padded to exactly its width, so the heads differ in length only by their CREATED text.
+    created_at = sum(widths) + 2 * len(widths)
+    head_width = max(created_at + len(columns[-2]), *map(len, heads)) if heads else created_at + len(columns[-2])
+    all_widths = [*widths, head_width - created_at, len(columns[-1])]
+    yield "  ".join(f"{column:<{width}}" for column, width in zip(columns, all_widths, strict=True)).rstrip() + "\n"
+    lines = zip(map(str.ljust, heads, repeat(head_width)), repeat("  "), expiries, repeat("\n"))
+    while chunk := list(islice(lines, _CHUNK)):
+        yield "".join(chain.from_iterable(chunk))
