@@ -147,14 +147,12 @@ def status_lines(
             widths = [max(width, length or 0) for width, length in zip(widths, found, strict=False)]
         # The text cells laid out by SQLite, then the CREATED text; its width (the longest) is known once every
         # row is read, so Python pads that cell: with str methods over whole columns, no Python code a row.
-        heads: list[str] = []
-        expiries: list[str] = []
+        rows: list[tuple[str, str]] = []
         for archived in tables:
-            for head, expiry in _rows(conn, widths, archived=archived, query=query, now_us=now_us):
-                heads.append(head)
-                expiries.append(expiry)
+            rows += _rows(conn, widths, archived=archived, query=query, now_us=now_us)
     except sqlite3.Error as exc:
         raise registry_error(reader.path, exc) from None
+    heads, expiries = zip(*rows, strict=True) if rows else ((), ())
     return _lines(columns, widths, heads, expiries)
 
 
@@ -181,7 +179,9 @@ def _rows(
     return conn.execute(sql, params).fetchall()
 
 
-def _lines(columns: Sequence[str], widths: Sequence[int], heads: list[str], expiries: list[str]) -> Iterator[str]:
+def _lines(
+    columns: Sequence[str], widths: Sequence[int], heads: Sequence[str], expiries: Sequence[str]
+) -> Iterator[str]:
     """`render.table`'s layout: each cell left-aligned to its width, two spaces apart, the line's end stripped
     (the last cell, an expiry, never ends in a space, so it is simply not padded)."""
     # Every text cell is padded to exactly its width, so the heads differ in length only by their CREATED text.
