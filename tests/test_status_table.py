@@ -21,6 +21,7 @@ import pytest
 
 from sandboxctl.cli import render
 from sandboxctl.config import Settings
+from sandboxctl.registry import status_table
 from sandboxctl.registry.reader import ARCHIVE_COLUMNS, SandboxQuery, encode_value, sqlite_text_to_iso
 from sandboxctl.registry.status_table import relative_sql, status_lines
 from sandboxctl.registry.store import Registry
@@ -296,3 +297,10 @@ def test_status_plain_output_from_sql_has_every_record_and_json_is_unchanged(
     for record in records:
         assert sum(line.startswith(record["id"] + " ") for line in lines) == 1, record["id"]
     assert json.loads(cli.ok("status", "--json").stdout) == [r for r in records if "archived_at" not in r]
+
+
+def test_a_sqlite_without_unixepoch_keeps_the_python_table(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """unixepoch() came with SQLite 3.38: an older library (Python's own build may bundle one) renders in Python."""
+    assert _table(ctx, min_records=0) is not None
+    monkeypatch.setattr(status_table, "MIN_SQLITE", (sqlite3.sqlite_version_info[0] + 1, 0, 0))
+    assert _table(ctx, min_records=0) is None

@@ -61,7 +61,7 @@ def show_status(
     selector = parse_labels(label)
     if not (quiet or json_ or render.stdout_is_terminal()):
         text = status_table_text(app, render.SANDBOX_COLUMNS, include_archived=all_, selector=selector, query=query)
-        if text is not None:  # SQLite wrote the lines (~1 us a record instead of ~11 for the Python table)
+        if text is not None:  # laid out by SQLite: ~3.5 us a record, against ~10 for the Python table
             render.emit_chunks(text)
             return
     records = iter_sandboxes(app, include_archived=all_, selector=selector, query=query)

@@ -186,12 +186,14 @@ def _before(value: datetime | str | None, now: datetime) -> bool:
     return (datetime.fromisoformat(value) if isinstance(value, str) else value) <= now
 
 
-def listing_source(query: SandboxQuery, *, archived: bool, backend: str | None = None) -> tuple[str, list[Any]]:
+def listing_source(
+    query: SandboxQuery, *, archived: bool, backend: str | None = None, also: Sequence[str] = ()
+) -> tuple[str, list[Any]]:
     """`FROM table WHERE ...` and its parameters for what `query` lists: the one SQL filter of `iter_rows` and
     of `status`'s SQL-written table (registry/status_table.py), so both list the same rows.
 
-    With `expired_at` this over-selects rows that have an idle timeout; `query.idle_expired` (or, in SQL,
-    `idle_expired_sql`) decides those."""
+    With `expired_at` this over-selects rows that have an idle timeout; `query.idle_expired` decides those
+    (in SQL, `idle_expired_sql`, given in `also`: more conditions, without parameters)."""
     conditions: list[str] = []
     params: list[Any] = []
     statuses = sorted(query.states or (() if archived else LIVE_STATUSES))
@@ -213,6 +215,7 @@ def listing_source(query: SandboxQuery, *, archived: bool, backend: str | None =
     if query.created_by is not None:
         conditions.append("created_by = ?")
         params.append(query.created_by)
+    conditions += also
     sql = f"FROM {'sandbox_archive' if archived else 'sandbox'}"
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)

@@ -28,7 +28,6 @@ MIN_SQLITE = (3, 38, 0)  # unixepoch()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CHUNK = 500  # lines per write
-_MMAP_BYTES = 256 << 20
 
 
 def supported() -> bool:
@@ -110,10 +109,9 @@ _MAY_HOLD_NUL = {False: ("name", "image"), True: ("id", "name", "policy", "image
 
 
 def _source(query: SandboxQuery, *, archived: bool) -> tuple[str, list[object]]:
-    source, params = listing_source(query, archived=archived)
-    if query.expired_at is not None:
-        source += (" AND " if " WHERE " in source else " WHERE ") + idle_expired_sql(query.expired_at)
-    return source, params
+    """`iter_rows`' filter, with in SQL what it decides in Python (`--expired`'s idle rule)."""
+    also = [] if query.expired_at is None else [idle_expired_sql(query.expired_at)]
+    return listing_source(query, archived=archived, also=also)
 
 
 def _relative_to(column: str, now_us: int) -> str:
@@ -136,7 +134,6 @@ def status_lines(
     widths = [len(column) for column in columns[: len(_TEXT_CELLS)]]
     conn = reader.connection()
     try:
-        conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")  # two passes over every page: map them, not copy them
         for archived in tables:
             source, params = _source(query, archived=archived)
             nuls = _MAY_HOLD_NUL[archived]
@@ -144,7 +141,8 @@ def status_lines(
             found = conn.execute(f"SELECT {', '.join(measures)} {source}", params).fetchone()
             if any(found[len(_TEXT_CELLS) :]):
                 return None
-            widths = [max(width, length or 0) for width, length in zip(widths, found, strict=False)]
+            lengths = found[: len(_TEXT_CELLS)]
+            widths = [max(width, length or 0) for width, length in zip(widths, lengths, strict=True)]
         # The text cells laid out by SQLite, then the CREATED text; its width (the longest) is known once every
         # row is read, so Python pads that cell: with str methods over whole columns, no Python code a row.
         rows: list[tuple[str, str]] = []
