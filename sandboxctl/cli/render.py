@@ -51,10 +51,9 @@ def emit_line(text: str) -> None:
 
 
 def emit_chunks(chunks: Iterable[str]) -> None:
-    """Text already laid out (`status`'s table written by SQLite), written as it comes."""
-    for chunk in chunks:
-        sys.stdout.write(chunk)
-    sys.stdout.flush()
+    """Text already laid out (`status`'s table written by SQLite), in one write as `table` writes its plain
+    lines: a reader that stops early (`| head`) ends the command as it did before (exit 0), not mid-table."""
+    sys.stdout.write("".join(chunks))
 
 
 def fields(values: Mapping[str, Any]) -> None:

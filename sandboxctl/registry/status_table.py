@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import chain, islice, repeat
+from itertools import chain, repeat
 
 from sandboxctl.registry.reader import RegistryReader, SandboxQuery, listing_order, listing_source, registry_error
 from sandboxctl.registry.states import SandboxStatus
@@ -27,7 +27,6 @@ from sandboxctl.registry.states import SandboxStatus
 MIN_SQLITE = (3, 38, 0)  # unixepoch()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_CHUNK = 500  # lines per write
 
 
 def supported() -> bool:
@@ -184,9 +183,8 @@ def _lines(
     (the last cell, an expiry, never ends in a space, so it is simply not padded)."""
     # Every text cell is padded to exactly its width, so the heads differ in length only by their CREATED text.
     created_at = sum(widths) + 2 * len(widths)
-    head_width = max(created_at + len(columns[-2]), *map(len, heads)) if heads else created_at + len(columns[-2])
+    head_width = max(created_at + len(columns[-2]), max(map(len, heads), default=0))
     all_widths = [*widths, head_width - created_at, len(columns[-1])]
     yield "  ".join(f"{column:<{width}}" for column, width in zip(columns, all_widths, strict=True)).rstrip() + "\n"
     lines = zip(map(str.ljust, heads, repeat(head_width)), repeat("  "), expiries, repeat("\n"))
-    while chunk := list(islice(lines, _CHUNK)):
-        yield "".join(chain.from_iterable(chunk))
+    yield "".join(chain.from_iterable(lines))
