@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandboxctl.durations import utcnow
@@ -50,6 +50,12 @@ def emit_line(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
+def emit_chunks(chunks: Iterable[str]) -> None:
+    """Text already laid out (`status`'s table written by SQLite), in one write as `table` writes its plain
+    lines: a reader that stops early (`| head`) ends the command as it did before (exit 0), not mid-table."""
+    sys.stdout.write("".join(chunks))
+
+
 def fields(values: Mapping[str, Any]) -> None:
     """One `key  value` line per field, keys aligned, empty values as `-` (one record without --json)."""
     width = max((len(key) for key in values), default=0)
@@ -63,13 +69,14 @@ def message(text: str) -> None:
     sys.stderr.flush()
 
 
-def _stdout_is_terminal() -> bool:
+def stdout_is_terminal() -> bool:
+    """Where `table` draws a rich table; elsewhere its plain columns (which `status` may have SQLite write)."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
     """A rich table on a terminal; plain aligned columns otherwise (fast, and greppable in cron mail)."""
-    if _stdout_is_terminal():
+    if stdout_is_terminal():
         from rich.console import Console
         from rich.table import Table
 
@@ -92,18 +99,20 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str |
 
 
 def relative(iso: str | None, now: datetime | None = None, *, future: bool = False) -> str:
-    """`3m ago` / `in 23h` for tables; `-` when absent."""
+    """`3m ago` / `in 23h` for tables; `-` when absent. Whole seconds toward zero, in integer microseconds (exact
+    at any distance, as its SQL spelling in registry/status_table.py)."""
     if not iso:
         return "never" if future else "-"
     moment = datetime.fromisoformat(iso)
     if moment.tzinfo is None:  # as parse_timestamp reads it: naive text is UTC
         moment = moment.replace(tzinfo=UTC)
-    seconds = (moment - (now or utcnow())).total_seconds()
-    if future and seconds > 0:
-        return f"in {_coarse(int(seconds))}"
-    return f"{_coarse(int(-seconds))} ago"
+    delta = (moment - (now or utcnow())) // _MICROSECOND
+    if future and delta > 0:
+        return f"in {_coarse(delta // 1_000_000)}"
+    return f"{_coarse(-delta // 1_000_000)} ago"  # floor, not toward zero, only below 0: "0s" either way
 
 
+_MICROSECOND = timedelta(microseconds=1)
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
@@ -126,8 +135,8 @@ def _coarse(seconds: int) -> str:
 SANDBOX_COLUMNS = ("ID", "NAME", "BACKEND", "STATUS", "POLICY", "IMAGE", "CREATED", "EXPIRES")
 
 
-def sandbox_rows(records: Iterable[dict[str, Any]]) -> list[list[str]]:
-    now = utcnow()
+def sandbox_rows(records: Iterable[dict[str, Any]], now: datetime | None = None) -> list[list[str]]:
+    now = now or utcnow()
     ages: dict[str | None, str] = {}  # moments repeat (same expiry, same second of creation): each computed once
     expiries: dict[str | None, str] = {}
 

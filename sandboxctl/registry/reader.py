@@ -208,6 +208,51 @@ def _before(value: datetime | str | None, now: datetime) -> bool:
     return (datetime.fromisoformat(value) if isinstance(value, str) else value) <= now
 
 
+def listing_source(
+    query: SandboxQuery, *, archived: bool, backend: str | None = None, also: Sequence[str] = ()
+) -> tuple[str, list[Any]]:
+    """`FROM table WHERE ...` and its parameters for what `query` lists: the one SQL filter of `iter_rows` and
+    of `status`'s SQL-written table (registry/status_table.py), so both list the same rows.
+
+    With `expired_at` this over-selects rows that have an idle timeout; `query.idle_expired` decides those
+    (in SQL, `idle_expired_sql`, given in `also`: more conditions, without parameters)."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    statuses = sorted(query.states or (() if archived else LIVE_STATUSES))
+    if statuses:
+        # Every live status (no --state) keeps nearly every row of the live table: `+` keeps SQLite from the
+        # status indexes, whose lookup a row cost more than reading the table through (status over 10,000).
+        column = "status" if query.states else "+status"
+        conditions.append(f"{column} IN ({', '.join('?' * len(statuses))})")
+        params += statuses
+    if backend or query.backend:
+        conditions.append("backend = ?")
+        params.append(backend or query.backend)
+    for key, value in query.labels:
+        conditions.append("json_extract(labels, ?) = ?")
+        params += [f'$."{key}"', value]
+    if query.expired_at is not None:
+        conditions.append("(status = ? OR expires_at <= ? OR idle_timeout_seconds IS NOT NULL)")
+        params += [SandboxStatus.EXPIRED.value, to_sqlite_datetime(query.expired_at)]
+    if query.created_by is not None:
+        conditions.append("created_by = ?")
+        params.append(query.created_by)
+    conditions += also
+    sql = f"FROM {'sandbox_archive' if archived else 'sandbox'}"
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
+    return sql, params
+
+
+def listing_order(query: SandboxQuery, *, archived: bool, prefix: str = "") -> str:
+    """`ORDER BY` for `query`: empty values last either way, ties by id. `prefix` names the columns of a
+    subquery (`status`'s table selects the sort column as `{prefix}{column}`)."""
+    column, descending = query.order(archived)
+    direction = " DESC" if descending else ""
+    key = f"{prefix}{column}"
+    return f"ORDER BY {key} IS NULL, {key}{direction}, id{direction}"
+
+
 # -- rows -----------------------------------------------------------------------------
 def to_sqlite_datetime(moment: datetime) -> str:
     """The text SQLAlchemy's DateTime writes on SQLite for this moment (stored as naive UTC)."""
@@ -499,30 +544,8 @@ class RegistryReader:
         `iso_text`: datetimes as their JSON text (enough for `sandbox_json`, and much cheaper)."""
         query = query or SandboxQuery(backend=backend)
         columns = ARCHIVE_COLUMNS if archived else SANDBOX_COLUMNS
-        sql = f"SELECT {_select(columns)} FROM {'sandbox_archive' if archived else 'sandbox'}"
-        conditions: list[str] = []
-        params: list[Any] = []
-        statuses = sorted(query.states or (() if archived else LIVE_STATUSES))
-        if statuses:
-            conditions.append(f"status IN ({', '.join('?' * len(statuses))})")
-            params += statuses
-        if backend or query.backend:
-            conditions.append("backend = ?")
-            params.append(backend or query.backend)
-        for key, value in query.labels:
-            conditions.append("json_extract(labels, ?) = ?")
-            params += [f'$."{key}"', value]
-        if query.expired_at is not None:
-            conditions.append("(status = ? OR expires_at <= ? OR idle_timeout_seconds IS NOT NULL)")
-            params += [SandboxStatus.EXPIRED.value, to_sqlite_datetime(query.expired_at)]
-        if query.created_by is not None:
-            conditions.append("created_by = ?")
-            params.append(query.created_by)
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        column, descending = query.order(archived)
-        direction = " DESC" if descending else ""
-        sql += f" ORDER BY {column} IS NULL, {column}{direction}, id{direction}"
+        source, params = listing_source(query, archived=archived, backend=backend)
+        sql = f"SELECT {_select(columns)} {source} {listing_order(query, archived=archived)}"
         decode = row_decoder(columns, iso_text=iso_text)
         try:
             for values in self._connect().execute(sql, params):
@@ -531,6 +554,12 @@ class RegistryReader:
                     yield row
         except sqlite3.Error as exc:
             raise registry_error(self.path, exc) from None
+
+    def count_rows(self, query: SandboxQuery, *, archived: bool, limit: int) -> int:
+        """How many rows `iter_rows` would read for `query`, counted up to `limit` (a size, not a listing:
+        `--expired`'s idle rule is left out)."""
+        source, params = listing_source(query, archived=archived)
+        return int(self._query(f"SELECT count(*) FROM (SELECT 1 {source} LIMIT {int(limit)})", params)[0][0])
 
     # -- the few small writes of the everyday commands ----------------------------------
     # Each is one short transaction, written exactly as the full registry writes it (same columns,
