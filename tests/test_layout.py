@@ -84,19 +84,25 @@ def test_everyday_paths_import_neither_sqlmodel_nor_sqlalchemy() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_exec_and_delete_import_neither_dataclasses_nor_tenacity() -> None:
+def test_everyday_paths_import_neither_dataclasses_nor_tenacity_nor_platformdirs() -> None:
     """`dataclasses` pulls in `inspect`, `ast` and `dis`, and every @dataclass compiles its methods: ~15 ms of
-    each `exec`. Tenacity is imported only when a deletion is retried. The hot path's value types are
-    NamedTuples and plain classes; this is the guard that keeps them so."""
+    each `exec`. Tenacity is imported only when a deletion is retried, platformdirs only off Linux's common
+    case. The hot path's value types are NamedTuples and plain classes; this is the guard that keeps them so."""
     code = (
         "import sys\n"
-        "import sandboxctl.cli, sandboxctl.cli.exec_fast, sandboxctl.services.execution\n"
-        "import sandboxctl.backends.docker, sandboxctl.services.leases, sandboxctl.services.removal\n"
-        "from sandboxctl.backends import get_backend\n"
-        "heavy = sorted(m for m in ('dataclasses', 'inspect', 'tenacity') if m in sys.modules)\n"
+        "import sandboxctl.cli, sandboxctl.cli.exec_fast, sandboxctl.services.execution, sandboxctl.cli.fast\n"
+        "import sandboxctl.backends.docker, sandboxctl.backends.local, sandboxctl.services.leases\n"
+        "import sandboxctl.services.removal, sandboxctl.services.listing, sandboxctl.services.lifecycle\n"
+        "import sandboxctl.registry.status_table, sandboxctl.cli.render\n"
+        "from sandboxctl.config import Settings\n"
+        "Settings.load(None).paths\n"
+        "heavy = sorted(m for m in ('dataclasses', 'inspect', 'tenacity', 'platformdirs') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("SANDBOXCTL_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "HOME": "/nohome"}
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -10,7 +10,7 @@ values: tests/test_reader.py drives the same argv through both.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sandboxctl.cli import render
 from sandboxctl.config import Settings, configure_logs, take_log_format
@@ -132,8 +132,7 @@ def delete(app: Context, sandboxes: Sequence[str], *, json_: bool) -> int:
 
 
 # -- the Typer-free parser -----------------------------------------------------------
-@dataclass(frozen=True)
-class _Grammar:
+class _Grammar(NamedTuple):
     flags: dict[str, str]  # option -> parameter set to True
     valued: dict[str, str]  # option -> parameter taking one value
     repeated: dict[str, str]  # option -> parameter collecting values
@@ -187,8 +186,7 @@ def _typed(command: str, params: dict[str, object]) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class FastCommand:
+class FastCommand(NamedTuple):
     db: str | None
     command: str
     args: tuple[str, ...]

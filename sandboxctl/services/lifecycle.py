@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from types import MappingProxyType
+from typing import NamedTuple
 
 from sandboxctl.backends.base import CreateSpec
 from sandboxctl.durations import isoformat
@@ -33,16 +34,15 @@ from sandboxctl.services.context import Context
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-@dataclass(frozen=True)
-class CreateOptions:
+class CreateOptions(NamedTuple):
     backend: str
     image: str | None
     name: str | None = None
     policy: Policy = Policy.DEFAULT
     ttl: timedelta | None = None  # overrides the policy's TTL
     idle_timeout: timedelta | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)  # values are secrets: only keys are recorded
+    labels: Mapping[str, str] = MappingProxyType({})
+    env: Mapping[str, str] = MappingProxyType({})  # values are secrets: only keys are recorded
     cpus: float | None = None
     memory_bytes: int | None = None
 
