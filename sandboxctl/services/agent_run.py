@@ -504,7 +504,11 @@ class AgentRunner:
         max_total = (
             self.options.max_collect if self.options.max_collect is not None else settings.get("agent.max_collect")
         )
-        return CollectLimits(max_file=settings.get("agent.max_file"), max_total=max_total)
+        return CollectLimits(
+            max_file=settings.get("agent.max_file"),
+            max_total=max_total,
+            max_entries=settings.get("agent.max_entries"),
+        )
 
     def _push(self, scratch: Scratch, source: RepoSource) -> None:
         branch = self.options.push_branch
