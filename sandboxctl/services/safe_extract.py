@@ -22,7 +22,7 @@ refused, and what the extraction remembers per entry is an inode number (for
 hardlinks) and, with `keep_modes`, at most `_MAX_DEFERRED_DIRS` read-only
 directories.
 
-Shared by agent-run's collection and (later) `sandboxctl cp`.
+Shared by agent-run's collection and `sandboxctl cp` out.
 """
 
 from __future__ import annotations
@@ -182,8 +182,16 @@ def extract(
     entries the rest of the archive is not read: what was written stays, and one entry says so."""
     root = os.open(dest, _DIR_FLAGS)
     try:
-        extraction = _Extraction(root, _Entries(max_entries), strip_components, drop, capture, keep_modes)
-        extraction.max_file, extraction.max_total = max_file, max_total
+        extraction = _Extraction(
+            root,
+            _Entries(max_entries),
+            strip_components=strip_components,
+            drop=drop,
+            capture=capture,
+            keep_modes=keep_modes,
+            max_file=max_file,
+            max_total=max_total,
+        )
         report = extraction.report
         try:
             with tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo) as archive:
@@ -223,8 +231,8 @@ class _Extraction:
     drop: Callable[[Sequence[str]], bool]
     capture: Callable[[Sequence[str]], bool]
     keep_modes: bool
-    max_file: int | None = None
-    max_total: int | None = None
+    max_file: int | None
+    max_total: int | None
     report: ExtractReport = field(default_factory=ExtractReport)
     # Inodes of the files this extraction wrote: the only valid hardlink sources. One unlinked later stays
     # here; only a file created in the tree since (by this extraction) could reuse its number.

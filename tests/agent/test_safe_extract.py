@@ -337,3 +337,30 @@ def test_chained_and_global_extended_headers_are_bounded(tree: Path) -> None:
     globals_ = b"".join(_pax(tarfile.XGLTYPE, {f"k{i}": "v" * 600_000}) for i in range(2))
     with pytest.raises(UnsafeArchive, match="global headers"):
         extract(_raw_archive(globals_), tree, strip_components=1)
+
+
+def test_kept_directory_modes_are_set_whether_now_or_last(tree: Path) -> None:
+    """Regression guard for remembering fewer directory modes: an open one is set at once, a read-only one
+    after its content, and the last member of a name decides."""
+
+    def directory(name: str, mode: int) -> tuple:
+        info, data = member(name, kind=tarfile.DIRTYPE)
+        info.mode = mode
+        return info, data
+
+    extract(
+        archive(
+            directory("ws/ro", 0o555),
+            member("ws/ro/f", b"f"),
+            directory("ws/open", 0o750),
+            member("ws/open/g", b"g"),
+            directory("ws/twice", 0o500),
+            directory("ws/twice", 0o711),
+        ),
+        tree,
+        strip_components=1,
+        keep_modes=True,
+    )
+    modes = {name: (tree / name).stat().st_mode & 0o777 for name in ("ro", "open", "twice")}
+    assert modes == {"ro": 0o555, "open": 0o750, "twice": 0o711}
+    assert (tree / "ro" / "f").read_text() == "f" and (tree / "open" / "g").read_text() == "g"
