@@ -227,3 +227,12 @@ def test_an_agent_leaving_thousands_of_entries_is_collected_up_to_the_entry_limi
     result = cli("agent-run", *LOCAL, "--", "sh", "-c", agent, env={"SANDBOXCTL_AGENT_MAX_ENTRIES": "1500"})
     assert result.returncode == 0, str(result)
     assert "warning:" in result.stderr and "entry limit reached (1500)" in result.stderr, str(result)
+
+
+def test_a_bad_collection_limit_is_exit_2_before_anything_exists(cli: Cli) -> None:
+    for name, value in (("SANDBOXCTL_AGENT_MAX_ENTRIES", "0"), ("SANDBOXCTL_AGENT_MAX_ENTRIES", "many")):
+        result = cli("agent-run", *LOCAL, "--", "true", env={name: value})
+        assert result.returncode == 2, str(result)
+        assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, str(result)
+    assert cli.ok("status", "--all", "--json").json() == []
+    assert cli.ok("agent", "list", "--json").json() == []
