@@ -66,6 +66,8 @@ KEYS: dict[str, Key] = {
         Key("agent.timeout", "1h", parse_duration, "agent-run timeout when --timeout is not given"),
         Key("agent.max_collect", "1GiB", parse_size, "most bytes of returned content agent-run collects"),
         Key("agent.max_file", "100MiB", parse_size, "largest returned file agent-run puts in the patch"),
+        # Twice a Linux kernel checkout: ~90 bytes of memory per written entry while extracting (~18 MB), an inode each
+        Key("agent.max_entries", "200000", _positive_int, "most files, directories and links agent-run collects"),
         Key("agent.keep_for", "24h", parse_duration, "lifetime of a sandbox kept after a run that did not succeed"),
         Key("quota.max_live", None, _positive_int, "most live sandboxes in this registry (unset: no limit)"),
         Key("quota.max_live_per_user", None, _positive_int, "most live sandboxes per created_by (unset: no limit)"),

@@ -248,3 +248,30 @@ def test_cp_streams_a_1_gib_file_both_ways_in_bounded_memory(cli: Cli, docker_im
         assert (tmp_path / "back").stat().st_size == 1 << 30
     finally:
         cli("delete", sandbox)
+
+
+def test_cp_out_stops_at_the_entry_limit_and_keeps_what_was_written(tmp_path: Path) -> None:
+    """A sandbox answers with a tar of far more members than the limit, most of them refused: the copy stops
+    at the limit (`MAX_ENTRIES_OUT` unless lowered, as here), keeps what it wrote and says so once."""
+    import inspect
+
+    from sandboxctl.services import copying, safe_extract
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(tarfile.TarInfo("d/kept"), io.BytesIO(b""))
+        for i in range(20_000):
+            info = tarfile.TarInfo(f"d/fifo{i}" if i % 2 else f"d/../up{i}")
+            info.type = tarfile.FIFOTYPE if i % 2 else tarfile.REGTYPE
+            archive.addfile(info, io.BytesIO(b""))
+        archive.addfile(tarfile.TarInfo("d/late"), io.BytesIO(b""))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    backend = _CraftedTar(buffer.getvalue())
+    report = copying._extract(backend, "x", "/d", dest, drop=copying._only("d"), max_entries=5000)  # type: ignore[arg-type]
+    assert sorted(p.name for p in dest.rglob("*")) == ["d", "kept"]
+    assert len(report.skipped) == safe_extract.MAX_LISTED + 2
+    assert report.skipped[-1].reason == "entry limit reached (5000): the rest of the archive was not extracted"
+    default = inspect.signature(copying._extract).parameters["max_entries"].default
+    assert default == copying.MAX_ENTRIES_OUT == 1_000_000
+    assert len(copying.CopyReport("x", "out", 0, report.skipped).to_json()["skipped"]) == 1002  # type: ignore[arg-type]

@@ -78,7 +78,9 @@ def step_message(event: dict[str, Any]) -> str | None:
         if skipped := event.get("skipped_files"):
             left_out = ", ".join(f"{item['path']!r} ({item['reason']})" for item in skipped[:5])
             more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-            return f"warning: {changed}; left out of the patch: {left_out}{more}"
+            # The entry limit closes the list: say it even when it is not among the first five.
+            limit = next((item["reason"] for item in skipped[5:] if item["reason"].startswith("entry limit")), "")
+            return f"warning: {changed}; left out of the patch: {left_out}{more}" + (f"; {limit}" if limit else "")
         return changed
     if kind == "push.finished":
         if event.get("pushed"):

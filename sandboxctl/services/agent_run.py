@@ -116,6 +116,7 @@ class AgentRunner:
         self._workspace: str | None = None  # set once the workspace is uploaded
         self._failure: Exception | None = None  # sandboxctl's own failure, re-raised after finalizing
         self.skipped_files: list[dict[str, Any]] = []  # returned files left out of the patch, and why
+        self.limits = CollectLimits()  # the collection's bounds, read from the settings by `run()`
 
     # Views of the step results, named as `_collect` reads and writes them.
     @property
@@ -245,6 +246,7 @@ class AgentRunner:
         self._validate(source, output_dir)
         timeout: timedelta = options.timeout or settings.get("agent.timeout")
         keep_for: timedelta = options.keep_for if options.keep_for is not None else settings.get("agent.keep_for")
+        self.limits = self._collect_limits()  # read now: a bad agent.max_* is exit 2 before anything exists
         output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         files = [output_dir / "events.jsonl"]
         if options.events_path is not None and options.events_path.absolute() != files[0]:
@@ -476,7 +478,7 @@ class AgentRunner:
         patch_path = output_dir / "patch.diff"
         try:
             with self._step("collect") as entry:
-                limits = self._collect_limits()
+                limits = self.limits
                 workspace = self.record.workspace_path
                 with backend.download_archive(self.sandbox.backend_id, workspace, max_file=limits.max_file) as stream:
                     result = scratch.collect(stream, limits, patch_path)
@@ -504,7 +506,11 @@ class AgentRunner:
         max_total = (
             self.options.max_collect if self.options.max_collect is not None else settings.get("agent.max_collect")
         )
-        return CollectLimits(max_file=settings.get("agent.max_file"), max_total=max_total)
+        return CollectLimits(
+            max_file=settings.get("agent.max_file"),
+            max_total=max_total,
+            max_entries=settings.get("agent.max_entries"),
+        )
 
     def _push(self, scratch: Scratch, source: RepoSource) -> None:
         branch = self.options.push_branch

@@ -36,6 +36,11 @@ from sandboxctl.services.context import Context
 from sandboxctl.services.execution import runnable_sandbox, touch
 
 _CHUNK = 1024 * 1024
+# Most entries (members read, directories made) one copy out extracts; past it the rest is not read and a
+# warning says so. A constant, not a setting: five times agent-run's default (`agent.max_entries`), since
+# the user chose what to copy and is there to see it (at most ~90 MB of memory and a million inodes); more
+# than this is `cp SANDBOX:PATH - | tar -x`, with the user's own tar.
+MAX_ENTRIES_OUT = 1_000_000
 # What a path in the sandbox is. A source is not followed (a link is copied as a link); a destination is
 # (a link to a directory is a directory to copy into, as for docker cp).
 _PROBE_SOURCE = 'if [ -L "$1" ]; then echo link; elif [ -d "$1" ]; then echo dir; elif [ -e "$1" ]; then echo file; fi'
@@ -238,9 +243,12 @@ def _extract(
     *,
     strip: int = 0,
     drop: Callable[[Sequence[str]], bool] = lambda _parts: False,
+    max_entries: int = MAX_ENTRIES_OUT,
 ) -> safe_extract.ExtractReport:
     with _download(backend, backend_id, source) as stream:
-        return safe_extract.extract(stream, into, strip_components=strip, drop=drop, keep_modes=True)
+        return safe_extract.extract(
+            stream, into, strip_components=strip, drop=drop, max_entries=max_entries, keep_modes=True
+        )
 
 
 @contextlib.contextmanager

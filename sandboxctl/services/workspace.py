@@ -188,10 +188,12 @@ def _quote_byte(byte: int) -> str:
 
 @dataclass(frozen=True)
 class CollectLimits:
-    """Bounds on returned content: one file, and all files together (bytes; None: unbounded)."""
+    """Bounds on returned content: one file, and all files together (bytes), and the number of entries
+    (members read and directories made, see `safe_extract`); None: unbounded."""
 
     max_file: int | None = None
     max_total: int | None = None
+    max_entries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -217,8 +219,16 @@ def _not_content(parts: Sequence[str]) -> bool:
     return parts[0] == CONTROL_DIR or any(part.lower() == ".git" for part in parts)
 
 
+def _left_out_entries(note: str) -> list[SkippedFile]:
+    """The sandbox's note of files it left out, listed as the extraction's skips are (at most MAX_LISTED)."""
+    lines = [line.strip() for line in note.splitlines() if line.strip()]
+    listed = [_left_out_entry(line) for line in lines[: safe_extract.MAX_LISTED]]
+    unlisted = len(lines) - len(listed)
+    return [*listed, safe_extract.not_listed(unlisted)] if unlisted else listed
+
+
 def _left_out_entry(line: str) -> SkippedFile:
-    size, _sep, path = line.strip().partition(" ")
+    size, _sep, path = line.partition(" ")
     return SkippedFile(path, int(size) if size.isdigit() else None, safe_extract.TOO_LARGE)
 
 
@@ -339,9 +349,10 @@ class Scratch:
             capture=_left_out_note,
             max_file=limits.max_file,
             max_total=limits.max_total,
+            max_entries=limits.max_entries,
         )
         note = report.captured.get(f"{CONTROL_DIR}/{LEFT_OUT_NOTE}", b"")
-        left_out = [_left_out_entry(line) for line in note.decode(errors="replace").splitlines() if line.strip()]
+        left_out = _left_out_entries(note.decode(errors="replace"))
         self.hardened_git("add", "-A")
         assert self.base_commit is not None
         diff = ["diff", "--cached", "--no-renames", "--no-color", "--no-ext-diff", "--no-textconv"]

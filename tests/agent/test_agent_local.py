@@ -197,3 +197,42 @@ def test_the_agent_command_after_dashes_is_passed_as_given(cli: Cli) -> None:
     assert summary["command"] == ["-no-such-agent"] and summary["exit_code"] == 127
     missing = cli("agent-run", *LOCAL)
     assert missing.returncode == 2 and "no agent command given" in missing.stderr, str(missing)
+
+
+def test_an_agent_leaving_thousands_of_entries_is_collected_up_to_the_entry_limit(cli: Cli, home: Path) -> None:
+    """The agent leaves 3000 fifos (refused) and 3000 empty files: collection stops at agent.max_entries, the
+    run still succeeds with the patch of what was collected, and the listing of what was left out is bounded."""
+    agent = (
+        "echo kept > keep.txt && mkdir many && cd many && "
+        "seq 3000 | sed 's/^/a/' | xargs mkfifo && seq 3000 | sed 's/^/z/' | xargs touch"
+    )
+    events = home / "events.jsonl"
+    summary = run_json(
+        cli, "--events", str(events), "--", "sh", "-c", agent, env={"SANDBOXCTL_AGENT_MAX_ENTRIES": "1500"}
+    )
+    assert summary["status"] == "succeeded" and summary["exit_code"] == 0
+    assert summary["changed_files"] == [{"path": "keep.txt", "change": "added"}]  # every fifo sorts before a file
+    assert "+kept" in Path(summary["patch_path"]).read_text()
+    skipped = summary["skipped_files"]
+    assert len(skipped) == 1000 + 2, len(skipped)  # 1000 listed, the rest counted, then the limit
+    assert {item["reason"] for item in skipped[:1000]} == {"special file"}
+    assert skipped[-2]["path"] == "…" and skipped[-2]["reason"].endswith("more not listed")
+    assert skipped[-1] == {
+        "path": "…",
+        "size": None,
+        "reason": "entry limit reached (1500): the rest of the archive was not extracted",
+    }
+    [collected] = [event for event in read_events(events) if event["type"] == "result.collected"]
+    assert collected["skipped_files"] == skipped
+    result = cli("agent-run", *LOCAL, "--", "sh", "-c", agent, env={"SANDBOXCTL_AGENT_MAX_ENTRIES": "1500"})
+    assert result.returncode == 0, str(result)
+    assert "warning:" in result.stderr and "entry limit reached (1500)" in result.stderr, str(result)
+
+
+def test_a_bad_collection_limit_is_exit_2_before_anything_exists(cli: Cli) -> None:
+    for name, value in (("SANDBOXCTL_AGENT_MAX_ENTRIES", "0"), ("SANDBOXCTL_AGENT_MAX_ENTRIES", "many")):
+        result = cli("agent-run", *LOCAL, "--", "true", env={name: value})
+        assert result.returncode == 2, str(result)
+        assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, str(result)
+    assert cli.ok("status", "--all", "--json").json() == []
+    assert cli.ok("agent", "list", "--json").json() == []

@@ -5,11 +5,23 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sandboxctl.services.safe_extract import OVER_TOTAL, TOO_LARGE, UnsafeArchive, extract
+from sandboxctl.services.safe_extract import (
+    MAX_LISTED,
+    MAX_NAME,
+    NAME_TOO_LONG,
+    NOT_EXTRACTED,
+    OVER_TOTAL,
+    TOO_LARGE,
+    UnsafeArchive,
+    entry_limit_reason,
+    extract,
+)
 
 
 def member(name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:
@@ -195,3 +207,160 @@ def test_unwritable_names_are_skipped_not_fatal(tree: Path) -> None:
     )
     assert [p.name for p in tree.iterdir()] == ["ok"]
     assert len(report.skipped) == 2 and all(s.reason.startswith("cannot be written") for s in report.skipped)
+
+
+def _flood(count: int) -> Iterator[tuple]:
+    """What an agent leaves to exhaust the host: mostly refused members (`..` names, devices, fifos,
+    hardlinks out), some links and empty files, each with its own name."""
+    for i in range(count):
+        match i % 5:
+            case 0:
+                yield member(f"ws/../escape{i}")
+            case 1:
+                yield member(f"ws/dev{i}", kind=tarfile.CHRTYPE)
+            case 2:
+                yield member(f"ws/fifo{i}", kind=tarfile.FIFOTYPE)
+            case 3:
+                yield member(f"ws/hard{i}", kind=tarfile.LNKTYPE, link="/etc/passwd")
+            case _:
+                yield member(f"ws/d{i % 7}/empty{i}")
+
+
+class _Pipe:
+    """A tar written member by member into a real pipe by a thread, as a backend streams it; `sent` counts
+    the members the writer got into the pipe before the reader stopped."""
+
+    def __init__(self, members: Iterator[tuple]) -> None:
+        read_fd, self._write_fd = os.pipe()
+        self.stream = os.fdopen(read_fd, "rb")
+        self.sent = 0
+        self.finished = False
+        self._members = members
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        try:
+            with os.fdopen(self._write_fd, "wb") as pipe, tarfile.open(fileobj=pipe, mode="w|") as tar:
+                for info, data in self._members:
+                    tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
+                    tar.members.clear()  # the writer's own list: not what is measured here
+                    self.sent += 1
+            self.finished = True
+        except BrokenPipeError:
+            pass
+
+    def close(self) -> None:
+        self.stream.close()
+        self._thread.join(timeout=60)
+
+
+def test_a_flood_of_members_stops_at_the_entry_limit(tree: Path) -> None:
+    """200,000 members, most of them refused: reading stops at the cap, at most the cap is written, and the
+    report stays a bounded list whatever the archive holds."""
+    pipe = _Pipe(_flood(200_000))
+    try:
+        report = extract(pipe.stream, tree, strip_components=1, max_entries=2000)
+    finally:
+        pipe.close()
+    assert not pipe.finished and pipe.sent < 10_000, pipe.sent  # the rest was never read
+    assert report.entry_limit_reached and report.entries == 2000
+    assert len(list(tree.rglob("*"))) <= 2000
+    assert len(report.skipped) <= MAX_LISTED + 2
+    assert report.skipped[-1].path == NOT_EXTRACTED and report.skipped[-1].reason == entry_limit_reason(2000)
+    assert report.skipped[-1].reason == "entry limit reached (2000): the rest of the archive was not extracted"
+
+
+def test_the_report_lists_a_bounded_number_of_skips_and_counts_the_rest(tree: Path) -> None:
+    report = extract(
+        archive(*(member(f"ws/fifo{i}", kind=tarfile.FIFOTYPE) for i in range(MAX_LISTED + 2345))),
+        tree,
+        strip_components=1,
+    )
+    assert len(report.skipped) == MAX_LISTED + 1 and not report.entry_limit_reached
+    assert [s.path for s in report.skipped[:2]] == ["fifo0", "fifo1"]
+    assert (report.skipped[-1].path, report.skipped[-1].reason) == (NOT_EXTRACTED, "and 2345 more not listed")
+
+
+def test_directories_made_for_a_deep_name_count_as_entries(tree: Path) -> None:
+    """One member `a/a/.../a/f` would make thousands of directories: each one is an entry."""
+    deep = "/".join(["a"] * 2000)
+    report = extract(archive(member(f"ws/{deep}/f", b"x")), tree, strip_components=1, max_entries=50)
+    assert len(list(tree.rglob("*"))) == 49  # the member itself is one entry, each directory made one more
+    assert report.entry_limit_reached and report.skipped[-1].reason == entry_limit_reason(50)
+
+
+def test_under_the_entry_limit_nothing_changes(tree: Path) -> None:
+    """Exactly `max_entries` entries: everything is written, hardlinks still copy files this extraction
+    wrote (never one that was in DEST before), and nothing is reported."""
+    (tree / "before").write_text("was in DEST\n")
+    members = [
+        member("ws/d", kind=tarfile.DIRTYPE),
+        *(member(f"ws/d/f{i}", f"{i}\n".encode()) for i in range(5)),
+        member("ws/d/copy", kind=tarfile.LNKTYPE, link="ws/d/f3"),
+        member("ws/l", kind=tarfile.SYMTYPE, link="d/f0"),
+        member("ws/stolen", kind=tarfile.LNKTYPE, link="ws/before"),
+    ]
+    report = extract(archive(*members), tree, strip_components=1, max_entries=len(members))
+    assert not report.entry_limit_reached and report.entries == len(members)
+    assert [(s.path, s.reason) for s in report.skipped] == [("stolen", "hardlink to a file outside the extracted tree")]
+    assert sorted(p.name for p in (tree / "d").iterdir()) == ["copy", "f0", "f1", "f2", "f3", "f4"]
+    assert (tree / "d" / "copy").read_text() == "3\n" and os.readlink(tree / "l") == "d/f0"
+
+
+def test_a_name_longer_than_path_max_is_refused_and_shown_cut(tree: Path) -> None:
+    name = "/".join(["n" * 200] * 50)  # 10,049 bytes: each part fits a file system, the whole no path
+    report = extract(archive(member(f"ws/{name}", b"x"), member("ws/ok", b"ok")), tree, strip_components=1)
+    assert [p.name for p in tree.iterdir()] == ["ok"]
+    [skipped] = report.skipped
+    assert skipped.reason == NAME_TOO_LONG and len(skipped.path) == MAX_NAME + 1 and name.startswith(skipped.path[:-1])
+
+
+def _pax(kind: bytes, headers: dict[str, str]) -> bytes:
+    return tarfile.TarInfo._create_pax_generic_header(headers, kind, "utf-8")  # type: ignore[attr-defined]
+
+
+def _raw_archive(prefix: bytes) -> io.BytesIO:
+    info = tarfile.TarInfo("ws/f")
+    info.size = 1
+    body = info.tobuf(tarfile.USTAR_FORMAT) + b"x".ljust(tarfile.BLOCKSIZE, b"\0")
+    return io.BytesIO(prefix + body + b"\0" * tarfile.RECORDSIZE)
+
+
+def test_chained_and_global_extended_headers_are_bounded(tree: Path) -> None:
+    """tarfile reads each header after an extended one recursively, each level holding its (up to 1 MiB)
+    header, and keeps every global header's keys for the rest of the stream."""
+    assert extract(_raw_archive(_pax(tarfile.XHDTYPE, {"comment": "ok"})), tree, strip_components=1).skipped == []
+    chained = b"".join(_pax(tarfile.XHDTYPE, {"comment": str(i)}) for i in range(3000))
+    with pytest.raises(UnsafeArchive, match="extended headers in a row"):
+        extract(_raw_archive(chained), tree, strip_components=1)
+    globals_ = b"".join(_pax(tarfile.XGLTYPE, {f"k{i}": "v" * 600_000}) for i in range(2))
+    with pytest.raises(UnsafeArchive, match="global headers"):
+        extract(_raw_archive(globals_), tree, strip_components=1)
+
+
+def test_kept_directory_modes_are_set_whether_now_or_last(tree: Path) -> None:
+    """Regression guard for remembering fewer directory modes: an open one is set at once, a read-only one
+    after its content, and the last member of a name decides."""
+
+    def directory(name: str, mode: int) -> tuple:
+        info, data = member(name, kind=tarfile.DIRTYPE)
+        info.mode = mode
+        return info, data
+
+    extract(
+        archive(
+            directory("ws/ro", 0o555),
+            member("ws/ro/f", b"f"),
+            directory("ws/open", 0o750),
+            member("ws/open/g", b"g"),
+            directory("ws/twice", 0o500),
+            directory("ws/twice", 0o711),
+        ),
+        tree,
+        strip_components=1,
+        keep_modes=True,
+    )
+    modes = {name: (tree / name).stat().st_mode & 0o777 for name in ("ro", "open", "twice")}
+    assert modes == {"ro": 0o555, "open": 0o750, "twice": 0o711}
+    assert (tree / "ro" / "f").read_text() == "f" and (tree / "open" / "g").read_text() == "g"
