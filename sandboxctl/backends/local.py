@@ -24,7 +24,7 @@ import signal
 import subprocess
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO, ClassVar
@@ -243,7 +243,21 @@ def _write_tar(source: Path, write_fd: int) -> None:
         os.fdopen(write_fd, "wb") as pipe,
         tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as archive,
     ):
-        archive.add(source, arcname=source.name)
+        archive.add(source, arcname=source.name, filter=_forgetting(archive))
+
+
+def _forgetting(archive: tarfile.TarFile) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
+    """A filter that forgets every member already written: tarfile keeps each TarInfo it writes (for
+    `getmembers`) and every file's inode (to write a second link to it as a hardlink), so a tree of a million
+    entries would otherwise sit in memory while it streams. Hardlinked files then travel as copies, which is
+    what `safe_extract` makes of a hardlink anyway."""
+
+    def forget(member: tarfile.TarInfo) -> tarfile.TarInfo:
+        archive.members.clear()
+        archive.inodes.clear()
+        return member
+
+    return forget
 
 
 def _pump(stream: IO[bytes], sink: Any) -> None:
