@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from sandboxctl.errors import UsageError
 
@@ -26,7 +25,8 @@ def _key(text: str) -> str | None:
 def read_env_file(path: str) -> dict[str, str]:
     """`KEY=VALUE` per line, the value taken literally (no quotes, no expansion); `#` comments, blank lines skipped."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise UsageError(f"cannot read --env-file {path}: {reason}") from None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 EXIT_TIMEOUT = 124  # `exec` / `agent-run` past `--timeout`, as timeout(1) exits
 

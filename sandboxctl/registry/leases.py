@@ -16,10 +16,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy.engine import Engine
 
 # Written only while the sandbox can run commands: once cleanup has claimed it (`deleting`), no lease can start,
@@ -73,7 +74,7 @@ class LeaseTable:
     def __init__(
         self,
         *,
-        sqlite_path: Path | None = None,
+        sqlite_path: str | Path | None = None,
         engine: Engine | None = None,
         connection: sqlite3.Connection | None = None,
     ) -> None:

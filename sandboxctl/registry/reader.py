@@ -25,7 +25,6 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sandboxctl.durations import isoformat
@@ -33,6 +32,8 @@ from sandboxctl.errors import RegistryError, SandboxNotFound, UsageError
 from sandboxctl.registry.states import LIVE_STATUSES, SandboxStatus, sources_of
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sandboxctl.quota import LiveQuota
 
 # The number of migrations in `registry/migrations.py` (checked there at import): a registry
@@ -426,7 +427,7 @@ class SandboxRow:
         return f"sandbox {self.id} ({self.name}) was deleted on {isoformat(self.values['archived_at'])}"
 
 
-def registry_error(path: Path, exc: sqlite3.Error) -> RegistryError:
+def registry_error(path: str | Path, exc: sqlite3.Error) -> RegistryError:
     """sqlite3's error as the one line a user can act on."""
     text = str(exc)
     if "readonly" in text or "read-only" in text:
@@ -444,14 +445,14 @@ def _select(columns: Sequence[str]) -> str:
 class RegistryReader:
     """Reads (and touches) a current SQLite registry with stdlib sqlite3."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
 
     @classmethod
-    def open(cls, path: Path | None) -> RegistryReader | None:
+    def open(cls, path: str | Path | None) -> RegistryReader | None:
         """A reader for a SQLite registry at the current schema version; None when the full registry must open it."""
-        if path is None or not path.is_file():
+        if path is None or not os.path.isfile(path):
             return None
         reader = cls(path)
         version = reader._connect().execute("PRAGMA user_version").fetchone()[0]  # a corrupt file fails here
@@ -463,7 +464,7 @@ class RegistryReader:
         checkpoints the WAL, which cost exec two such closes (~30 ms)."""
         if self._conn is not None:
             return self._conn
-        writable = os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
+        writable = os.access(self.path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(self.path)), os.W_OK)
         uri = f"file:{self.path}" + ("" if writable else "?mode=ro")
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         try:

@@ -47,7 +47,7 @@ class Context:
     def reader(self) -> RegistryReader | None:
         """The SQLModel-free reader, or None when only the full registry will do (not SQLite, not migrated)."""
         if not self._reader_checked:
-            self._reader = RegistryReader.open(self.settings.paths.sqlite_path)
+            self._reader = RegistryReader.open(self.settings.paths.sqlite_file)
             self._reader_checked = True
         return self._reader
 

@@ -40,7 +40,7 @@ def lease_table(ctx: Context, *, on_reader: bool = False) -> LeaseTable:
 
     `on_reader`: use the reader's open connection (only from the thread that uses the reader: exec's
     main thread), saving a connection per write."""
-    path = ctx.settings.paths.sqlite_path
+    path = ctx.settings.paths.sqlite_file
     if path is not None:
         reader = ctx.reader if on_reader else None
         return LeaseTable(sqlite_path=path, connection=reader.connection() if reader is not None else None)

@@ -6,6 +6,7 @@ the whole run under the per-host lock file.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -183,8 +184,8 @@ def _claim(batch: Sequence[CleanupItem], registry: Registry, now: datetime) -> l
 # -- the run ------------------------------------------------------------------
 def _open_registry(ctx: Context, dry_run: bool) -> Registry | None:
     """The registry; None for a dry run over a registry file that does not exist (never create one)."""
-    path = ctx.settings.paths.sqlite_path
-    if dry_run and path is not None and not path.exists():
+    path = ctx.settings.paths.sqlite_file
+    if dry_run and path is not None and not os.path.exists(path):
         return None
     return ctx.registry
 
