@@ -24,6 +24,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -54,13 +55,18 @@ def create_expired_sandboxes(home: Path, count: int, tag: str) -> None:
     """`count` sandboxes through the real create path (record first, labelled container), TTL 1s, 8 at a time."""
     from sandboxctl.services.lifecycle import CreateOptions, create_sandbox
 
-    ctx = _context(home)
-    ctx.registry  # noqa: B018 - open (and migrate) once, before the threads
-    ctx.backend("docker")
+    _context(home).registry  # noqa: B018 - open (and migrate) once, before the threads
     labels = {"bench-cleanup-run": RUN, "bench-cleanup": tag}
     options = CreateOptions(backend="docker", image=IMAGE, ttl=timedelta(seconds=1), labels=labels)
+    local = threading.local()  # a Context per thread, as per process: its reader holds one connection
+
+    def create(_: int) -> None:
+        if not hasattr(local, "ctx"):
+            local.ctx = _context(home)
+        create_sandbox(local.ctx, options)
+
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: create_sandbox(ctx, options), range(count)))
+        list(pool.map(create, range(count)))
 
 
 def create_plain_containers(count: int, tag: str) -> None:

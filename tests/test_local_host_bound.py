@@ -135,6 +135,20 @@ def test_another_host_neither_deletes_nor_reports_a_deletion(cli: Cli, home: Pat
     assert not directory.exists()
 
 
+def test_another_hosts_old_sandbox_is_noted_by_older_than_too(cli: Cli) -> None:
+    """`--older-than` looks for other hosts' local sandboxes only after a probe finds one: this is the one."""
+    label = f"test.host={uuid.uuid4().hex}"
+    sandbox = cli.ok("create", "--backend", "local", "--label", label).stdout.strip()
+    elsewhere = {"SANDBOXCTL_HOSTNAME": f"elsewhere-{uuid.uuid4().hex[:8]}"}
+    cleaned = cli("cleanup", "--older-than", "0s", "--label", label, "--json", env=elsewhere)
+    assert cleaned.returncode == 0, str(cleaned)
+    [item] = cleaned.json()["sandboxes"]
+    assert (item["sandbox_id"], item["result"], item["reason"]) == (sandbox, "skipped", "other_host"), item
+    assert item["note"].startswith("older_than, but a local sandbox of host"), item
+    mine = cli.ok("cleanup", "--older-than", "0s", "--label", label, "--json").json()["sandboxes"]
+    assert [(s["sandbox_id"], s["reason"], s["result"]) for s in mine] == [(sandbox, "older_than", "cleaned")]
+
+
 def test_a_registry_naming_a_directory_that_is_no_sandbox_deletes_nothing(tmp_path: Path) -> None:
     """A shared registry is not trusted: its backend id may only ever name a sandbox's own directory."""
     backend = LocalBackend(tmp_path / "local")

@@ -512,6 +512,11 @@ class Registry:
                 )
         return set(claimed)
 
+    def any_local_elsewhere(self, host: str) -> bool:
+        """Whether any live record is a `local` sandbox of another host (an index-only probe)."""
+        with self.reading() as session:
+            return session.exec(select(SandboxRecord.id).where(_local_of(host, False)).limit(1)).first() is not None
+
     def past_deadline(
         self,
         now: datetime,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 class Context:
     """Handed from the CLI to every service. Opening is lazy so `--help` and `config` stay light.
 
+    One per thread: the reader holds one SQLite connection for the command's life.
+
     `_reader_checked=True` starts with no reader: every read goes through SQLModel (the parity tests).
     """
 
