@@ -18,7 +18,7 @@ import tempfile
 _CASE = """
 import io, os, resource, sys, tarfile, threading, time
 from pathlib import Path
-from sandboxctl.services.safe_extract import extract
+from sandboxctl.safe_extract import extract
 
 count, kind, dest = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 read_fd, write_fd = os.pipe()

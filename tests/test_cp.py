@@ -255,7 +255,8 @@ def test_cp_out_stops_at_the_entry_limit_and_keeps_what_was_written(tmp_path: Pa
     at the limit (`MAX_ENTRIES_OUT` unless lowered, as here), keeps what it wrote and says so once."""
     import inspect
 
-    from sandboxctl.services import copying, safe_extract
+    from sandboxctl import safe_extract
+    from sandboxctl.services import copying
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:

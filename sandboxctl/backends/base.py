@@ -205,7 +205,7 @@ class Backend(Protocol):
         """A context yielding an uncompressed tar of `path` in the sandbox as a stream (never whole in
         memory); members are named relative to `path`'s parent (as `docker cp` / `get_archive` do).
         Where the sandbox builds the tar itself, files over `max_file` bytes may be left out there. The
-        content is hostile: extract it with `services.safe_extract` only."""
+        content is hostile: extract it with `sandboxctl.safe_extract` only."""
         ...
 
     def set_lifetime(self, backend_id: str, *, ttl_seconds: int | None, idle_timeout_seconds: int | None) -> None:

@@ -140,11 +140,15 @@ class LocalBackend:
         return str(self._dir(backend_id) / "workspace")
 
     def upload_archive(self, backend_id: str, dest_dir: str, archive: BinaryIO) -> None:
+        from sandboxctl import safe_extract  # uploads only: create, exec and delete need none of it
+
         self._dir(backend_id)
-        dest = Path(dest_dir)
+        # `dest_dir` is followed as `docker cp` follows it inside a container (a link to a directory is that
+        # directory); below it the one hardened extractor writes, never through a link. (tarfile's `filter=`
+        # does not exist before Python 3.11.4: Debian 12 has 3.11.2.)
+        dest = Path(os.path.realpath(dest_dir))
         dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=archive, mode="r|") as stream:
-            stream.extractall(dest, filter=_data_keeping_dir_modes)
+        safe_extract.extract(archive, dest, keep_modes=True)
 
     @contextlib.contextmanager
     def download_archive(self, backend_id: str, path: str, *, max_file: int | None = None) -> Iterator[BinaryIO]:
@@ -226,14 +230,6 @@ def _kill_group(process: subprocess.Popen[bytes], token: str) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     kill_all_with(EXEC_TOKEN_VAR, token)
     process.wait()
-
-
-def _data_keeping_dir_modes(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-    """tarfile's `data` filter, but directories keep their mode (as `docker cp`), less group/other write."""
-    filtered = tarfile.data_filter(member, dest)
-    if filtered is not None and member.isdir():
-        return filtered.replace(mode=member.mode & 0o755, deep=False)
-    return filtered
 
 
 def _write_tar(source: Path, write_fd: int) -> None:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from sandboxctl import safe_extract
 from sandboxctl.backends.base import Backend, BackendError, ExecRequest, NotFound
 from sandboxctl.errors import OperationFailed, UsageError
-from sandboxctl.services import safe_extract
 from sandboxctl.services.context import Context
 from sandboxctl.services.execution import runnable_sandbox, touch
 

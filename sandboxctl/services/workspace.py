@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from sandboxctl import safe_extract
 from sandboxctl.errors import OperationFailed, UsageError
-from sandboxctl.services import safe_extract
-from sandboxctl.services.safe_extract import SkippedFile
+from sandboxctl.safe_extract import SkippedFile
 
 # Files sandboxctl itself puts in the workspace: never part of the result.
 CONTROL_DIR = ".sandboxctl"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxctl.services.safe_extract import (
+from sandboxctl.safe_extract import (
     MAX_LISTED,
     MAX_NAME,
     NAME_TOO_LONG,

@@ -51,7 +51,9 @@ def tagged_containers(tag: str) -> list[str]:
         text=True,
         check=True,
     ).stdout
-    return sorted(out.splitlines())
+    # `{{.Labels}}` lists them in Go's map order, a new one each call: sorted here (no label of ours has a comma).
+    rows = [[*line.split(" ", 2), ""] for line in out.splitlines()]
+    return sorted(f"{cid} {state} {','.join(sorted(labels.split(',')))}" for cid, state, labels, *_ in rows)
 
 
 def file_digests(home: Path) -> dict[str, str]:

@@ -22,7 +22,7 @@ refused, and what the extraction remembers per entry is an inode number (for
 hardlinks) and, with `keep_modes`, at most `_MAX_DEFERRED_DIRS` read-only
 directories.
 
-Shared by agent-run's collection and `sandboxctl cp` out.
+Shared by agent-run's collection, `sandboxctl cp` out, and the local backend's uploads (cp in, the workspace).
 """
 
 from __future__ import annotations
