@@ -195,3 +195,16 @@ def test_exec_imports_neither_pathlib_nor_urllib(tmp_path: Path) -> None:
     assert setup.returncode == 0, setup.stderr  # the registry exists, at the current schema
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_archive_is_extracted_by_safe_extract() -> None:
+    """tarfile's `extract`/`extractall` follow links already in the destination, and their `filter=` does not exist
+    before Python 3.11.4 (Debian 12 ships 3.11.2): every extraction goes through `sandboxctl/safe_extract.py`."""
+    for path, tree in _modules().items():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("extract", "extractall")
+                and path.name != "safe_extract.py"
+            ):
+                assert ast.unparse(node.value) == "safe_extract", f"{path.name}:{node.lineno}: {ast.unparse(node)}"
