@@ -115,8 +115,10 @@ def test_shell_prompt_resize_ctrl_c_and_exit_code(sandbox: Sandbox) -> None:
     child.setwinsize(40, 100)  # SIGWINCH to sandboxctl, which resizes the remote terminal
     child.sendline("stty size")
     child.expect(r"40 100\r\n")
-    child.sendline("sleep 100")
-    time.sleep(1)  # let sleep become the remote foreground job
+    child.sendline("sh -c 'echo $((6*7))-running; exec sleep 100'")
+    # Printed by the foreground job itself (the typed line holds no "42"): Ctrl-C now reaches it, however loaded
+    # the machine; a fixed pause could send it while the shell was still starting the job, which then ran on.
+    child.expect("42-running")
     child.sendintr()  # \x03 through our raw terminal to the remote line discipline
     child.sendline('echo "after-ctrl-c rc=$?"')
     child.expect(r"after-ctrl-c rc=130")  # sleep died of SIGINT; the shell survived (long before 100 s)

@@ -70,8 +70,10 @@ def test_shell_prompt_typed_command_resize_ctrl_c_and_exit_code(dcli: Cli, targe
     child.setwinsize(40, 100)  # SIGWINCH to sandboxctl -> resize_pty_session
     child.sendline("stty size")
     child.expect(r"40 100\r\n")
-    child.sendline("sleep 100")
-    child.expect("sleep 100\r\n")  # echoed: the shell has read the line and runs it
+    child.sendline("sh -c 'echo $((6*7))-running; exec sleep 100'")
+    # Printed by the foreground job itself (the typed line holds no "42"): Ctrl-C now reaches it. The echo of the
+    # typed line only said the shell had read it: under load the Ctrl-C came before the job, which then ran on.
+    child.expect("42-running")
     child.sendintr()  # \x03 over the WebSocket to the remote line discipline
     child.sendline('echo "after-ctrl-c rc=$?"')
     child.expect(r"after-ctrl-c rc=130")  # sleep died of SIGINT; the shell survived
