@@ -266,9 +266,14 @@ def test_in_use_in_the_plan_for_expiry_idleness_age_and_name_and_force_takes_it(
     old = create(cli)
     procs = [start_exec(cli, sandbox, "sleep", "60") for sandbox in (expired, idle, old)]
     try:
-        time.sleep(2)
         wait_until(lambda: cli.ok("cleanup", "--dry-run", "--json").json()["sandboxes_in_use"] == 2)
-        plan = cli.ok("cleanup", "--dry-run", "--older-than", "1s", "--json").json()
+
+        # All three execs hold their leases (each started in its own process: on a loaded machine, in its own time).
+        def all_held() -> dict[str, Any] | None:
+            plan = cli.ok("cleanup", "--dry-run", "--older-than", "1s", "--json").json()
+            return plan if plan["sandboxes_in_use"] == 3 else None
+
+        plan = wait_until(all_held)
         assert {s["sandbox_id"]: (s["reason"], s["result"]) for s in plan["sandboxes"]} == {
             expired: ("in_use", "in_use"),
             idle: ("in_use", "in_use"),
@@ -294,8 +299,7 @@ def test_in_use_in_the_plan_for_expiry_idleness_age_and_name_and_force_takes_it(
 def test_a_killed_exec_releases_its_lease(cli: Cli) -> None:
     sandbox = create(cli, "--ttl", "1s")
     proc = start_exec(cli, sandbox, "sleep", "30")
-    time.sleep(2)
-    assert results(cli.ok("cleanup", "--dry-run", "--json").json(), sandbox) == [("in_use", "in_use")]
+    wait_until(lambda: results(cli.ok("cleanup", "--dry-run", "--json").json(), sandbox) == [("in_use", "in_use")])
     os.kill(proc.pid, signal.SIGKILL)  # no finally runs: only the dead pid (or the lease's expiry) frees it
     proc.communicate()
     summary = cli.ok("cleanup", "--json").json()
