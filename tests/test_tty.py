@@ -262,3 +262,33 @@ def test_exec_fast_path_leaves_terminal_flags_to_typer(argv: list[str]) -> None:
     from sandboxctl.cli.exec_fast import parse_fast
 
     assert parse_fast(argv) is None  # `-t` is --tty now, never a timeout's short form
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def test_delete_kills_what_a_local_shell_left_running(cli: Cli, tmp_path: Path) -> None:
+    """A process started from `shell` on `local` carries the sandbox's tag as exec's do, so `delete` kills it even
+    after it escaped with setsid (the terminal's environment was built apart from exec's, without the tag)."""
+    env = {**cli.env, "SHELL": "/bin/sh"}
+    sandbox = cli.ok("create", "--backend", "local", "--label", f"tty-test={secrets.token_hex(6)}", env=env)
+    sandbox_id = sandbox.stdout.strip()
+    pidfile = tmp_path / "escapee"
+    child = spawn(env, "shell", sandbox_id)
+    child.expect(PROMPT)
+    child.sendline(f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 600' </dev/null >/dev/null 2>&1 &")
+    eventually(lambda: pidfile.exists() and pidfile.read_text().strip(), "the escapee never started")
+    child.sendline("exit 0")
+    assert finish(child) == 0
+    pid = int(pidfile.read_text())
+    try:
+        assert _running(pid), "the escapee should outlive the shell"
+        cli.ok("delete", sandbox_id)
+        eventually(lambda: not _running(pid), "a process left by the shell outlived delete")
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -171,13 +171,8 @@ class LocalBackend:
         path = self._dir(backend_id)
         workspace = path / "workspace"
         cwd = workspace / request.workdir if request.workdir else workspace
-        env_file = path / _ENV
-        created_env = json.loads(env_file.read_text()) if env_file.exists() else {}
-        env = {**os.environ, **created_env, **request.env}
-        env["SANDBOXCTL_WORKSPACE"] = str(workspace)
-        # Tags every process of this sandbox (delete kills them) and of this exec (a timeout kills them).
-        env[SANDBOX_VAR] = path.name
-        env[EXEC_TOKEN_VAR] = token = secrets.token_hex(8)
+        env = command_env(path, request.env)
+        env[EXEC_TOKEN_VAR] = token = secrets.token_hex(8)  # tags this exec's processes: a timeout kills them
         try:
             process = subprocess.Popen(
                 list(request.command),
@@ -222,6 +217,15 @@ class LocalBackend:
 
     def set_lifetime(self, backend_id: str, *, ttl_seconds: int | None, idle_timeout_seconds: int | None) -> None:
         """Nothing to mirror: a local sandbox is a directory; only the registry knows its lifetime."""
+
+
+def command_env(path: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of every command in the sandbox at `path`, exec's and a terminal's alike: the host's,
+    the sandbox's create-time `--env`, the command's own, its workspace, and the tag by which `delete` kills
+    every process of the sandbox (even one that escaped with setsid)."""
+    env_file = path / _ENV
+    created_env = json.loads(env_file.read_text()) if env_file.exists() else {}
+    return {**os.environ, **created_env, **env, "SANDBOXCTL_WORKSPACE": str(path / "workspace"), SANDBOX_VAR: path.name}
 
 
 def _kill_group(process: subprocess.Popen[bytes], token: str) -> None:

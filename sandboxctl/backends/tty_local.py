@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import signal
 import struct
@@ -14,7 +13,7 @@ import termios
 from pathlib import Path
 
 from sandboxctl.backends.base import BackendError
-from sandboxctl.backends.local import _ENV, LocalBackend
+from sandboxctl.backends.local import LocalBackend, command_env
 from sandboxctl.backends.tty import TtyRequest
 
 
@@ -40,9 +39,7 @@ def start_in_pty(
     backend.inspect(backend_id)  # NotFound when the sandbox is gone
     workspace = sandbox / "workspace"
     cwd = workspace / request.workdir if request.workdir else workspace
-    env_file = sandbox / _ENV
-    created_env = json.loads(env_file.read_text()) if env_file.exists() else {}
-    env = {**os.environ, **created_env, **request.env, "SANDBOXCTL_WORKSPACE": str(workspace)}
+    env = command_env(sandbox, request.env)
     try:
         return subprocess.Popen(
             list(request.command),
