@@ -10,6 +10,7 @@ start) keep the stand-in. See the README, "Daytona".
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
 import threading
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from sandboxctl.backends.base import CreateSpec, NotFound
+from sandboxctl.backends.base import Backend, CreateSpec, ExecRequest, NotFound
 from sandboxctl.backends.daytona import DEFAULT_API_URL, DaytonaBackend
 from sandboxctl.labels import LABEL_ID
 from sandboxctl.registry.store import new_sandbox_id
@@ -109,6 +110,28 @@ def sandbox(backend: DaytonaBackend, target: Target, suite_label: dict[str, str]
     yield created.backend_id
     with contextlib.suppress(NotFound):
         backend.delete(created.backend_id)
+
+
+@pytest.fixture
+def sb_backend(standin: StandIn) -> DaytonaBackend:
+    """The adapter on the stand-in even in real mode: for tests that turn the stand-in's knobs."""
+    return DaytonaBackend(standin.api_key, standin.api_url, request_timeout=5)
+
+
+@pytest.fixture
+def sb_sandbox(sb_backend: DaytonaBackend, suite_label: dict[str, str]) -> Iterator[str]:
+    """One sandbox on the stand-in (its backend id), deleted afterwards."""
+    created = sb_backend.create(make_spec(STANDIN_IMAGE, suite_label))
+    yield created.backend_id
+    with contextlib.suppress(NotFound):
+        sb_backend.delete(created.backend_id)
+
+
+def run(backend: Backend, backend_id: str, *command: str, **kwargs: object) -> tuple[int, bytes, bytes]:
+    """A command's exit code, stdout and stderr, through the backend's exec."""
+    out, err = io.BytesIO(), io.BytesIO()
+    result = backend.exec(backend_id, ExecRequest(command=command, on_stdout=out.write, on_stderr=err.write, **kwargs))
+    return result.exit_code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -669,14 +669,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not cwd.is_dir():
             result = f"chdir {request.cwd}: no such file or directory"
             return self._json(200, {"exitCode": -1, "result": result}, "ExecuteResponse")
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(sandbox.home),
-            "USER": "daytona",
-            "LANG": "C.UTF-8",
-            **sandbox.env,
-            **(request.envs or {}),
-        }
+        env = {**_daemon_env(sandbox), **(request.envs or {})}
         process = subprocess.Popen(
             ["sh", "-c", request.command],
             cwd=cwd,
@@ -743,13 +736,7 @@ class _Handler(BaseHTTPRequestHandler):
         from daytona_toolbox_api_client.models.session_execute_request import SessionExecuteRequest
 
         request = _validated(SessionExecuteRequest, body)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(sandbox.home),
-            "USER": "daytona",
-            "LANG": "C.UTF-8",
-            **sandbox.env,
-        }
+        env = _daemon_env(sandbox)
         process = subprocess.Popen(
             ["sh", "-c", request.command],
             cwd=sandbox.home,
@@ -918,6 +905,17 @@ def _ws_frame(opcode: int, payload: bytes) -> bytes:
     return head + payload
 
 
+def _daemon_env(sandbox: StandInSandbox) -> dict[str, str]:
+    """What the daemon gives every process it starts: its own few variables, then the sandbox's."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(sandbox.home),
+        "USER": "daytona",
+        "LANG": "C.UTF-8",
+        **sandbox.env,
+    }
+
+
 def _terminate(process: subprocess.Popen[bytes]) -> None:
     """TERM the whole group, then KILL after a grace period, as the daemon does on a timeout."""
     for sig, grace in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
@@ -956,14 +954,7 @@ class StandInPty:
         self.master, slave = os.openpty()
         try:
             self._set_size()
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": str(sandbox.home),
-                "USER": "daytona",
-                "LANG": "C.UTF-8",
-                **sandbox.env,
-                **self.envs,
-            }
+            env = {**_daemon_env(sandbox), **self.envs}
             # `setsid --ctty`: a new session whose controlling terminal is the pty (no preexec_fn: we run threads).
             self.process = subprocess.Popen(
                 ["setsid", "--ctty", *PTY_SHELL], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -14,7 +13,6 @@ import threading
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,16 +35,10 @@ from sandboxctl.labels import LABEL_ID
 from sandboxctl.registry.store import new_sandbox_id
 from sandboxctl.services.deletion import remove_backend_resource
 
-from .conftest import STANDIN_IMAGE, Target, guarded, make_spec
+from .conftest import STANDIN_IMAGE, Target, guarded, make_spec, run
 from .standin import StandIn
 
 pytestmark = pytest.mark.daytona
-
-
-def run(backend: Backend, backend_id: str, *command: str, **kwargs: object) -> tuple[int, bytes, bytes]:
-    out, err = io.BytesIO(), io.BytesIO()
-    result = backend.exec(backend_id, ExecRequest(command=command, on_stdout=out.write, on_stderr=err.write, **kwargs))
-    return result.exit_code, out.getvalue(), err.getvalue()
 
 
 def closed_port_url() -> str:
@@ -58,20 +50,6 @@ def closed_port_url() -> str:
 
 def posts(standin: StandIn, path: str) -> list[dict[str, object]]:
     return [r["json"] for r in standin.requests if r["method"] == "POST" and r["path"] == path]
-
-
-@pytest.fixture
-def sb_backend(standin: StandIn) -> DaytonaBackend:
-    """The adapter on the stand-in even in real mode: for tests that turn the stand-in's knobs."""
-    return DaytonaBackend(standin.api_key, standin.api_url, request_timeout=5)
-
-
-@pytest.fixture
-def sb_sandbox(sb_backend: DaytonaBackend, suite_label: dict[str, str]) -> Iterator[str]:
-    created = sb_backend.create(make_spec(STANDIN_IMAGE, suite_label))
-    yield created.backend_id
-    with contextlib.suppress(NotFound):
-        sb_backend.delete(created.backend_id)
 
 
 # -- shape and import cost -------------------------------------------------------------------------

@@ -3,46 +3,25 @@ EOF, the session always deleted, retries on every call, and what a hostile comma
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sandboxctl.backends.base import CreateSpec, ExecRequest, ExecResult, NotFound, Unavailable
+from sandboxctl.backends.base import CreateSpec, ExecRequest, ExecResult, Unavailable
 from sandboxctl.backends.daytona import DaytonaBackend
 from sandboxctl.labels import LABEL_ID
 from sandboxctl.registry.store import new_sandbox_id
 
-from .conftest import STANDIN_IMAGE, guarded, make_spec
+from .conftest import STANDIN_IMAGE, guarded, make_spec, run
 from .standin import StandIn
 
 pytestmark = pytest.mark.daytona
 NO_HANG_SECONDS = 120  # only a hang reaches it (a loaded machine is slow, not hung)
-
-
-@pytest.fixture
-def sb_backend(standin: StandIn) -> DaytonaBackend:
-    return DaytonaBackend(standin.api_key, standin.api_url, request_timeout=5)
-
-
-@pytest.fixture
-def sb_sandbox(sb_backend: DaytonaBackend, suite_label: dict[str, str]) -> Iterator[str]:
-    created = sb_backend.create(make_spec(STANDIN_IMAGE, suite_label))
-    yield created.backend_id
-    with contextlib.suppress(NotFound):
-        sb_backend.delete(created.backend_id)
-
-
-def run(backend: DaytonaBackend, sandbox: str, *command: str, **kwargs: object) -> tuple[int, bytes, bytes]:
-    out, err = io.BytesIO(), io.BytesIO()
-    result = backend.exec(sandbox, ExecRequest(command=command, on_stdout=out.write, on_stderr=err.write, **kwargs))
-    return result.exit_code, out.getvalue(), err.getvalue()
 
 
 def session_paths(standin: StandIn, method: str) -> list[str]:
