@@ -105,8 +105,10 @@ def eventually(check: object, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_shell_prompt_resize_ctrl_c_and_exit_code(sandbox: Sandbox) -> None:
-    child = spawn(sandbox.cli.env, "shell", sandbox.id, rows=30, cols=90)
+def shell_session(env: dict[str, str], sandbox_id: str) -> pexpect.spawn:
+    """An operator's `shell` on any backend: prompt, a typed command, the size at start and after a resize, Ctrl-C
+    interrupting a running job while the shell survives, `exit 3` -> 3. Returns the ended child."""
+    child = spawn(env, "shell", sandbox_id, rows=30, cols=90)
     child.expect(PROMPT)
     child.sendline("echo $((6*7))-typed")  # the echo of the line itself holds no "42"
     child.expect("42-typed")
@@ -117,17 +119,19 @@ def test_shell_prompt_resize_ctrl_c_and_exit_code(sandbox: Sandbox) -> None:
     child.expect(r"40 100\r\n")
     child.sendline("sh -c 'echo $((6*7))-running; exec sleep 100'")
     # Printed by the foreground job itself (the typed line holds no "42"): Ctrl-C now reaches it, however loaded
-    # the machine; a fixed pause could send it while the shell was still starting the job, which then ran on.
+    # the machine; a fixed pause, or the echo of the typed line, could let it come before the job, which ran on.
     child.expect("42-running")
     child.sendintr()  # \x03 through our raw terminal to the remote line discipline
     child.sendline('echo "after-ctrl-c rc=$?"')
     child.expect(r"after-ctrl-c rc=130")  # sleep died of SIGINT; the shell survived (long before 100 s)
     child.sendline("exit 3")
     assert finish(child) == 3
+    return child
 
 
-def test_shell_restores_the_terminal_after_exit(sandbox: Sandbox) -> None:
-    child = wrapped(sandbox.cli.env, f'stty -g; "{SANDBOXCTL}" shell {sandbox.id}; echo "rc=$?"; stty -g')
+def terminal_restored_after_exit(env: dict[str, str], sandbox_id: str) -> None:
+    """Our terminal's settings (`stty -g`) are the same after `shell` as before, and the remote one was cooked."""
+    child = wrapped(env, f'stty -g; "{SANDBOXCTL}" shell {sandbox_id}; echo "rc=$?"; stty -g')
     child.expect(STTY_G)
     before = child.match.group(1)
     child.expect(PROMPT)
@@ -138,6 +142,14 @@ def test_shell_restores_the_terminal_after_exit(sandbox: Sandbox) -> None:
     child.expect(STTY_G)
     assert child.match.group(1) == before
     assert finish(child) == 0
+
+
+def test_shell_prompt_resize_ctrl_c_and_exit_code(sandbox: Sandbox) -> None:
+    shell_session(sandbox.cli.env, sandbox.id)
+
+
+def test_shell_restores_the_terminal_after_exit(sandbox: Sandbox) -> None:
+    terminal_restored_after_exit(sandbox.cli.env, sandbox.id)
 
 
 def test_sigterm_restores_the_terminal_and_kills_the_remote_command(sandbox: Sandbox) -> None:

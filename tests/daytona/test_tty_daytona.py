@@ -17,7 +17,17 @@ import pexpect
 import pytest
 
 from ..conftest import SANDBOXCTL, Cli
-from ..test_tty import PROMPT, STTY_G, children_of, eventually, finish, spawn, wrapped
+from ..test_tty import (
+    PROMPT,
+    STTY_G,
+    children_of,
+    eventually,
+    finish,
+    shell_session,
+    spawn,
+    terminal_restored_after_exit,
+    wrapped,
+)
 from .conftest import Target
 
 pytestmark = pytest.mark.daytona
@@ -61,24 +71,7 @@ def host_processes() -> str:
 
 
 def test_shell_prompt_typed_command_resize_ctrl_c_and_exit_code(dcli: Cli, target: Target, box: str) -> None:
-    child = spawn(dcli.env, "shell", box, rows=30, cols=90)
-    child.expect(PROMPT)
-    child.sendline("echo $((6*7))-typed")  # the echo of the line itself holds no "42"
-    child.expect("42-typed")
-    child.sendline("stty size")
-    child.expect(r"30 90\r\n")  # created at our size
-    child.setwinsize(40, 100)  # SIGWINCH to sandboxctl -> resize_pty_session
-    child.sendline("stty size")
-    child.expect(r"40 100\r\n")
-    child.sendline("sh -c 'echo $((6*7))-running; exec sleep 100'")
-    # Printed by the foreground job itself (the typed line holds no "42"): Ctrl-C now reaches it. The echo of the
-    # typed line only said the shell had read it: under load the Ctrl-C came before the job, which then ran on.
-    child.expect("42-running")
-    child.sendintr()  # \x03 over the WebSocket to the remote line discipline
-    child.sendline('echo "after-ctrl-c rc=$?"')
-    child.expect(r"after-ctrl-c rc=130")  # sleep died of SIGINT; the shell survived
-    child.sendline("exit 3")
-    assert finish(child) == 3
+    child = shell_session(dcli.env, box)  # the same session as on local and docker (tests/test_tty.py)
     assert "sbx" not in (child.before or "")  # the start line and its marker never reach us
     if target.standin is not None:
         (create,) = [r for r in pty_requests(target) if str(r["path"]).endswith("/create-connect")]
@@ -117,17 +110,7 @@ def test_keys_typed_before_the_command_starts_reach_it(dcli: Cli, box: str) -> N
 
 
 def test_shell_restores_the_terminal_after_exit(dcli: Cli, box: str) -> None:
-    child = wrapped(dcli.env, f'stty -g; "{SANDBOXCTL}" shell {box}; echo "rc=$?"; stty -g')
-    child.expect(STTY_G)
-    before = child.match.group(1)
-    child.expect(PROMPT)
-    child.sendline("stty -a | grep -q -- '-icanon' || echo remote-cooked-ok")
-    child.expect("remote-cooked-ok")  # the remote terminal is cooked; raw is only ours
-    child.sendline("exit 4")
-    child.expect(r"rc=4")
-    child.expect(STTY_G)
-    assert child.match.group(1) == before
-    assert finish(child) == 0
+    terminal_restored_after_exit(dcli.env, box)
 
 
 def test_sigterm_restores_the_terminal_and_kills_the_remote_command(dcli: Cli, target: Target, box: str) -> None:
