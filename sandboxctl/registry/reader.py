@@ -175,14 +175,9 @@ class SandboxQuery:
         self.created_by = created_by
 
     def with_labels(self, labels: tuple[tuple[str, str], ...]) -> SandboxQuery:
-        return SandboxQuery(
-            backend=self.backend,
-            states=self.states,
-            expired_at=self.expired_at,
-            sort=self.sort,
-            labels=labels,
-            created_by=self.created_by,
-        )
+        """The same query, selecting by `labels` too (every field carried over, whatever fields there are)."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        return SandboxQuery(**{**fields, "labels": labels})
 
     def order(self, archived: bool) -> tuple[str, bool]:
         """(column, descending); the historical order (oldest first) without `sort`."""
